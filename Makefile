@@ -1,0 +1,37 @@
+# Every target runs inside .venv/, which the first target that needs it creates.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Extra Hydra overrides for `make train`, e.g. make train ARGS="env=lunarlander train.seed=3"
+ARGS ?=
+
+.PHONY: venv train test test-slow bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(PY) -c "import torchrl._torchrl"  # the prioritized sampler's compiled extension must load
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+train: $(STAMP)
+	$(PY) -m rlpipe.train $(ARGS)
+
+# The default suite (CI): everything not marked slow, including a learning-to-threshold run.
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/learner_throughput.py
+	$(PY) benchmarks/collector_throughput.py
+	$(PY) benchmarks/time_to_solve.py --env cartpole --seeds 0 1 2
+	$(PY) benchmarks/time_to_solve.py --env lunarlander --seeds 0 1 2
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,74 @@
+"""Helpers shared by the benchmark scripts (run them as ``python benchmarks/<name>.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+sys.path.insert(0, str(REPO))
+
+from rlpipe.config import validate  # noqa: E402
+from rlpipe.runtime import quiet_libraries  # noqa: E402
+
+quiet_libraries()
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return validate(compose("config", overrides=list(overrides)))
+
+
+def rate(fn: Callable[[], object], *, calls: int, warmup: int = 10) -> float:
+    """Calls per second of ``fn`` over ``calls`` calls, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return calls / (time.perf_counter() - start)
+
+
+def interleaved_medians(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, dict[str, float]]:
+    """Runs each contender once per round, in turn, and reports the median (and spread) of its rates.
+
+    Interleaving keeps slow drifts of a shared machine from favouring whichever contender ran first.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, measure in contenders.items():
+            samples[name].append(measure())
+    return {
+        name: {"median": statistics.median(v), "min": min(v), "max": max(v), "rounds": len(v)}
+        for name, v in samples.items()
+    }
+
+
+def machine() -> dict[str, object]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def save(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"benchmark": name, "command": " ".join(["python", *sys.argv]), "machine": machine(), **payload}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {path.relative_to(REPO)}")
+    return path

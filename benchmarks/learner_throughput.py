@@ -1,0 +1,151 @@
+"""Learner throughput: gradient updates per second of rlpipe's learning phase versus a plain PyTorch update.
+
+Both sides update the same MLP (the env preset's model: 256x256 ReLU for CartPole) on batches of the same size,
+in the same process, interleaved over several rounds; medians are reported.
+
+- **plain PyTorch**: the textbook double-DQN update (as in CleanRL's ``dqn.py``): uniform indices into preallocated
+  tensors, three forward passes, Huber loss, backward, gradient-norm clipping, Adam.
+- **rlpipe**: exactly what ``rlpipe/train.py`` does in a learning phase of K updates: one draw of K minibatches from
+  TorchRL's replay buffer, then per minibatch ``GradientUpdate`` (TorchRL ``DQNLoss`` with ``double_dqn=True``,
+  backward, clipping and fused Adam, compiled) and a ``HardUpdate`` step, then one priority write.
+
+K is the preset's updates per learning phase (``steps_per_collect * updates_per_step``: 128 for CartPole) and, as
+the worst case, 1.
+
+    python benchmarks/learner_throughput.py [--env cartpole] [--rounds 7] [--updates 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDict
+from torch import nn
+
+from bench_common import compose_config, interleaved_medians, rate, save
+from rlpipe.envs import make_env
+from rlpipe.learner import GradientUpdate, make_loss, make_optimizer, make_target_updater
+from rlpipe.models import ACTIVATIONS, make_q_network
+from rlpipe.replay import INDEX_KEY, TRANSITION_KEYS, make_replay_buffer
+
+
+def random_transitions(n: int, n_obs: int, n_actions: int) -> TensorDict:
+    terminated = torch.rand(n, 1) < 0.05
+    return TensorDict(
+        {
+            "observation": torch.randn(n, n_obs),
+            "action": torch.randint(0, n_actions, (n,)),
+            ("next", "observation"): torch.randn(n, n_obs),
+            ("next", "reward"): torch.randn(n, 1),
+            ("next", "done"): terminated.clone(),
+            ("next", "terminated"): terminated,
+        },
+        batch_size=[n],
+    )
+
+
+def plain_pytorch_update(data: TensorDict, cfg, n_obs: int, n_actions: int):
+    """A hand-written double-DQN update of the same network, reading the same transitions."""
+    sizes = [n_obs, *cfg.model.hidden_sizes]
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[cfg.model.activation]()]
+    q_net = nn.Sequential(*layers, nn.Linear(sizes[-1], n_actions))
+    target_net = copy.deepcopy(q_net)
+    optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.train.lr)
+    obs, actions = data["observation"], data["action"]
+    next_obs, rewards = data["next", "observation"], data["next", "reward"]
+    terminated = data["next", "terminated"].float()
+    n, batch_size, gamma, max_norm = len(data), cfg.train.batch_size, cfg.train.gamma, cfg.train.max_grad_norm
+    counter = {"updates": 0}
+
+    def update() -> None:
+        idx = torch.randint(0, n, (batch_size,))
+        with torch.no_grad():
+            next_action = q_net(next_obs[idx]).argmax(-1, keepdim=True)
+            next_q = target_net(next_obs[idx]).gather(-1, next_action)
+            target = rewards[idx] + gamma * (1.0 - terminated[idx]) * next_q
+        q = q_net(obs[idx]).gather(-1, actions[idx].unsqueeze(-1))
+        loss = F.smooth_l1_loss(q, target)
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(q_net.parameters(), max_norm)
+        optimizer.step()
+        counter["updates"] += 1
+        if counter["updates"] % cfg.train.target_update_steps == 0:
+            target_net.load_state_dict(q_net.state_dict())
+
+    return update
+
+
+def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: int, compile: bool):
+    """One learning phase of rlpipe/train.py, built with the same factories from the same configuration."""
+    cfg = compose_config(overrides)
+    env = make_env(cfg.env)
+    device = torch.device("cpu")
+    q_network = make_q_network(cfg.model, env, device)
+    loss_module = make_loss(cfg.train, q_network)
+    optimizer = make_optimizer(cfg.train, loss_module, device)
+    target_updater = make_target_updater(cfg.train, loss_module)
+    update = GradientUpdate(loss_module, optimizer, max_grad_norm=cfg.train.max_grad_norm, compile=compile, device=device)
+    replay = make_replay_buffer(cfg.buffer)
+    replay.extend(data.select(*TRANSITION_KEYS))
+    batch_size, prioritized = cfg.train.batch_size, cfg.buffer.kind == "prioritized"
+
+    def phase() -> None:
+        block = replay.sample(updates_per_phase * batch_size)
+        results = []
+        for minibatch in block.split(batch_size):
+            results.append(update(minibatch))
+            target_updater.step()
+        if prioritized:
+            replay.update_priority(block.get(INDEX_KEY), torch.cat([r.priority for r in results]))
+
+    phase()  # the first call compiles
+    return phase
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="cartpole")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--updates", type=int, default=600, help="timed updates per contender per round")
+    parser.add_argument("--buffer-size", type=int, default=50_000)
+    args = parser.parse_args()
+    cfg = compose_config([f"env={args.env}"])
+    env = make_env(cfg.env)
+    n_obs = env.full_observation_spec_unbatched["observation"].shape[-1]
+    n_actions = env.full_action_spec_unbatched["action"].space.n
+    data = random_transitions(args.buffer_size, n_obs, n_actions)
+    preset_k = int(cfg.train.steps_per_collect * cfg.train.updates_per_step)
+
+    plain = plain_pytorch_update(data, cfg, n_obs, n_actions)
+    contenders = {"plain PyTorch": lambda: rate(plain, calls=args.updates)}
+    for k in sorted({preset_k, 1}, reverse=True):
+        for buffer in ("prioritized", "uniform"):
+            phase = rlpipe_phase(data, [f"env={args.env}", f"buffer={buffer}"], updates_per_phase=k, compile=True)
+            contenders[f"rlpipe {buffer}, K={k}"] = lambda phase=phase, k=k: k * rate(phase, calls=max(1, args.updates // k), warmup=1)
+    eager = rlpipe_phase(data, [f"env={args.env}"], updates_per_phase=preset_k, compile=False)
+    contenders[f"rlpipe prioritized, K={preset_k}, eager (train.compile=false)"] = (
+        lambda: preset_k * rate(eager, calls=max(1, args.updates // preset_k), warmup=1)
+    )
+
+    results = interleaved_medians(contenders, rounds=args.rounds)
+    baseline = results["plain PyTorch"]["median"]
+    print(f"\nLearner throughput, {args.env}: MLP {list(cfg.model.hidden_sizes)}, batch {cfg.train.batch_size}, "
+          f"{args.rounds} interleaved rounds of {args.updates} updates, median updates/s")
+    print(f"| update | updates/s | vs plain PyTorch |\n| --- | ---: | ---: |")
+    for name, stats in results.items():
+        stats["ratio"] = stats["median"] / baseline
+        print(f"| {name} | {stats['median']:.0f} | {stats['ratio']:.2f} |")
+    save(f"learner_throughput_{args.env}", {
+        "env": args.env, "hidden_sizes": list(cfg.model.hidden_sizes), "batch_size": cfg.train.batch_size,
+        "preset_updates_per_phase": preset_k, "results": results,
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Checkpoints: one file that names every stateful piece of a run.
+
+A checkpoint is a ``torch.save`` dict, loaded back with ``torch.load(weights_only=True)`` (no pickled code runs):
+
+- ``format``, ``version``: identify the file as an rlpipe checkpoint;
+- ``config``: the resolved run configuration (the evaluator rebuilds the env and network from it);
+- ``counters``: agent steps, gradient updates, episodes, best evaluation so far;
+- ``rng``: torch, CUDA, numpy and python random states;
+- one entry per stateful piece, under the name the training loop gives it (``q_network``, ``target_network``,
+  ``optimizer``, ``lr_scheduler``, ``exploration``, ``target_updater``): each piece's ``state_dict()``;
+- ``replay_buffer``: the name of a sibling directory written by TorchRL's ``ReplayBuffer.dumps`` (memory-mapped
+  tensors and JSON, no pickle), or ``None``.
+
+Files are written to a temporary name and renamed, so a crash never leaves a half-written checkpoint behind.
+Environments cannot be snapshotted: a resumed run starts new episodes.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torchrl.data import ReplayBuffer
+
+FORMAT = "rlpipe-checkpoint"
+VERSION = 1
+_REQUIRED_KEYS = ("config", "counters", "rng")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, truncated, or not an rlpipe checkpoint."""
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> Mapping[str, Any]: ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> Any: ...
+
+
+@dataclass
+class Counters:
+    """The run's progress counters."""
+
+    step: int = 0  # agent steps collected
+    updates: int = 0  # gradient updates done
+    episodes: int = 0  # training episodes finished
+    best_eval_return: float = float("-inf")  # best evaluation mean so far
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    config: DictConfig,
+    counters: Counters,
+    pieces: Mapping[str, Stateful | None],
+    replay_buffer: ReplayBuffer | None = None,
+) -> None:
+    """Writes a checkpoint to ``path`` atomically; with ``replay_buffer``, dumps it beside the file first.
+
+    Args:
+        path: the checkpoint file (``.pt``).
+        config: the resolved run configuration.
+        counters: the run's counters.
+        pieces: every stateful piece by name; ``None`` marks a piece this run does not have.
+        replay_buffer: the buffer to store so that a resumed run continues exactly, or ``None``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer_dir = None
+    if replay_buffer is not None:
+        buffer_dir = f"{path.stem}-buffer-{counters.step}"
+        _dump_buffer(replay_buffer, path.parent / buffer_dir)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": OmegaConf.to_container(config, resolve=True),
+        "counters": asdict(counters),
+        "rng": _rng_state(),
+        "replay_buffer": buffer_dir,
+        **{name: (None if piece is None else piece.state_dict()) for name, piece in pieces.items()},
+    }
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+    for stale in path.parent.glob(f"{path.stem}-buffer-*"):  # buffers no longer named by this checkpoint
+        if stale.name != buffer_dir:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Reads and checks a checkpoint; raises :class:`CheckpointError` with a one-line reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated files, foreign pickles, random bytes: all end here
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:160]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an rlpipe checkpoint")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')!r}, this rlpipe reads {VERSION}")
+    missing = [key for key in _REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    payload["path"] = str(path)
+    return payload
+
+
+def restore_checkpoint(
+    payload: Mapping[str, Any],
+    *,
+    pieces: Mapping[str, Stateful | None],
+    replay_buffer: ReplayBuffer | None = None,
+) -> tuple[Counters, bool]:
+    """Loads every piece, the RNG states and (when stored) the replay buffer from a loaded checkpoint.
+
+    Returns:
+        The counters, and whether the replay buffer was restored.
+    """
+    path = payload["path"]
+    for name, piece in pieces.items():
+        if piece is None:
+            continue
+        if payload.get(name) is None:
+            raise CheckpointError(f"{path}: checkpoint has no {name} (was it written by another configuration?)")
+        try:
+            piece.load_state_dict(payload[name])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(f"{path}: cannot load {name}: {str(err).splitlines()[0][:160]}") from None
+    _set_rng_state(payload["rng"])
+    restored_buffer = False
+    if replay_buffer is not None and payload.get("replay_buffer"):
+        buffer_dir = Path(path).parent / payload["replay_buffer"]
+        _load_buffer(replay_buffer, buffer_dir)
+        restored_buffer = True
+    return Counters(**payload["counters"]), restored_buffer
+
+
+def _dump_buffer(replay_buffer: ReplayBuffer, directory: Path) -> None:
+    temporary = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    replay_buffer.dumps(temporary)
+    # TorchRL pickles its (here always empty) prefetch queue; drop it so that loading never unpickles.
+    (temporary / "prefetch.pkl").unlink(missing_ok=True)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(temporary, directory)
+
+
+def _load_buffer(replay_buffer: ReplayBuffer, directory: Path) -> None:
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: the replay buffer named by the checkpoint is missing")
+    if any(directory.rglob("*.pkl")):
+        raise CheckpointError(f"{directory}: replay buffer holds pickle files; refusing to load them")
+    try:
+        replay_buffer.loads(directory)
+    except Exception as err:
+        raise CheckpointError(f"{directory}: cannot load the replay buffer ({str(err).splitlines()[0][:160]})") from None
+
+
+def _rng_state() -> dict[str, Any]:
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": position, "has_gauss": has_gauss, "cached_gaussian": cached_gaussian},
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    numpy_state = state["numpy"]
+    keys = numpy_state["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))

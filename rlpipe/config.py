@@ -1,0 +1,247 @@
+"""Configuration schema and validation.
+
+Hydra composes the run's configuration from ``conf/``; :func:`validate` then checks it before any work starts.
+Every key must be known, of the declared type, and inside its allowed range; an error names the key and what is
+allowed. The YAML files under ``conf/`` hold the values and a one-line comment per key; the dataclasses below hold
+only the types and the rules. Groups with several families (``exploration``, ``buffer``, ``logger``) pick their
+schema from their ``kind`` key, so a new family adds one dataclass and one entry in ``_FAMILY_SCHEMAS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type, or out of range."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A constraint on one config value, with the wording used in error messages."""
+
+    test: Callable[[Any], bool]
+    allowed: str
+
+
+def one_of(*choices: str) -> Rule:
+    return Rule(lambda v: v in choices, "one of " + ", ".join(choices))
+
+
+def at_least(low: float) -> Rule:
+    return Rule(lambda v: v >= low, f"a number >= {low}")
+
+
+def positive() -> Rule:
+    return Rule(lambda v: v > 0, "a number > 0")
+
+
+def between(low: float, high: float) -> Rule:
+    return Rule(lambda v: low <= v <= high, f"a number in [{low}, {high}]")
+
+
+def _key(rule: Rule | None = None, default: Any = MISSING) -> Any:
+    """A schema field: its type comes from the annotation, its value from conf/, its rule from here."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"rule": rule})
+    return field(default=default, metadata={"rule": rule})
+
+
+@dataclass
+class TrainConfig:
+    seed: int = _key(at_least(0))
+    device: str = _key(Rule(lambda v: v in ("auto", "cpu", "mps") or v.startswith("cuda"), "auto, cpu, cuda, cuda:N or mps"))
+    total_steps: int = _key(at_least(1))
+    init_random_steps: int = _key(at_least(0))
+    steps_per_collect: int = _key(at_least(1))
+    updates_per_step: float = _key(positive())
+    batch_size: int = _key(at_least(1))
+    lr: float = _key(positive())
+    lr_schedule: str = _key(one_of("constant", "linear", "cosine"))
+    lr_final: float = _key(at_least(0.0))
+    adam_eps: float = _key(positive())
+    gamma: float = _key(between(0.0, 1.0))
+    loss: str = _key(one_of("smooth_l1", "l2", "l1"))
+    max_grad_norm: float = _key(positive())
+    target_update: str = _key(one_of("hard", "soft"))
+    target_update_steps: int = _key(at_least(1))
+    target_tau: float = _key(Rule(lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"))
+    compile: bool = _key()
+    stop_on_solve: bool = _key()
+    log_interval_steps: int = _key(at_least(1))
+
+
+@dataclass
+class EvalConfig:
+    episodes: int = _key(at_least(1))
+    interval_steps: int = _key(at_least(1))
+
+
+@dataclass
+class CheckpointConfig:
+    interval_steps: int = _key(at_least(1))
+    save_buffer: bool = _key()
+
+
+@dataclass
+class EnvConfig:
+    name: str = _key()
+    kind: str = _key(one_of("classic"))
+    id: str = _key()
+    num_envs: int = _key(at_least(1))
+    solved_return: Optional[float] = _key(default=None)
+
+
+@dataclass
+class ModelConfig:
+    kind: str = _key(one_of("mlp"))
+    hidden_sizes: list[int] = _key(Rule(lambda v: len(v) > 0 and all(h >= 1 for h in v), "a non-empty list of sizes >= 1"))
+    activation: str = _key(one_of("relu", "tanh", "elu", "leaky_relu"))
+    dueling: bool = _key()
+
+
+@dataclass
+class EGreedyConfig:
+    kind: str = _key(one_of("egreedy"))
+    eps_init: float = _key(between(0.0, 1.0))
+    eps_final: float = _key(between(0.0, 1.0))
+    annealing: str = _key(one_of("linear", "exponential"))
+    annealing_steps: int = _key(at_least(1))
+
+
+@dataclass
+class PrioritizedBufferConfig:
+    kind: str = _key(one_of("prioritized"))
+    capacity: int = _key(at_least(1))
+    alpha: float = _key(at_least(0.0))
+    beta_init: float = _key(between(0.0, 1.0))
+    beta_final: float = _key(between(0.0, 1.0))
+    priority_eps: float = _key(positive())
+
+
+@dataclass
+class UniformBufferConfig:
+    kind: str = _key(one_of("uniform"))
+    capacity: int = _key(at_least(1))
+
+
+@dataclass
+class CsvLoggerConfig:
+    kind: str = _key(one_of("csv"))
+
+
+@dataclass
+class TensorboardLoggerConfig:
+    kind: str = _key(one_of("tensorboard"))
+
+
+@dataclass
+class WandbLoggerConfig:
+    kind: str = _key(one_of("wandb"))
+    mode: str = _key(one_of("offline", "online"))
+    project: str = _key()
+
+
+# Sections with one schema, and sections whose schema is chosen by their `kind` key.
+_SECTION_SCHEMAS: dict[str, type] = {
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "checkpoint": CheckpointConfig,
+    "env": EnvConfig,
+    "model": ModelConfig,
+}
+_FAMILY_SCHEMAS: dict[str, dict[str, type]] = {
+    "exploration": {"egreedy": EGreedyConfig},
+    "buffer": {"prioritized": PrioritizedBufferConfig, "uniform": UniformBufferConfig},
+    "logger": {"csv": CsvLoggerConfig, "tensorboard": TensorboardLoggerConfig, "wandb": WandbLoggerConfig},
+}
+_TOP_LEVEL_KEYS = ("resume",)  # resume: path to a checkpoint, or null
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Returns ``cfg`` merged onto the typed schema (read-only), or raises :class:`ConfigError` naming the bad key.
+
+    Checks, in order: unknown sections; each family's ``kind``; unknown keys and types (OmegaConf structured
+    merge); values left unset; each key's :class:`Rule`; the constraints that tie several keys together.
+    """
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    known = (*_SECTION_SCHEMAS, *_FAMILY_SCHEMAS, *_TOP_LEVEL_KEYS)
+    for key in plain:
+        if key not in known:
+            raise ConfigError(f"unknown key {key}: the top level accepts {', '.join(known)}")
+
+    schemas = dict(_SECTION_SCHEMAS)
+    for section, families in _FAMILY_SCHEMAS.items():
+        node = plain.get(section)
+        kind = node.get("kind") if isinstance(node, dict) else None
+        if kind not in families:
+            raise ConfigError(f"{section}.kind={kind!r} is invalid: expected one of {', '.join(families)}")
+        schemas[section] = families[kind]
+
+    typed: dict[str, Any] = {}
+    for section, schema in schemas.items():
+        try:
+            typed[section] = OmegaConf.merge(OmegaConf.structured(schema), plain.get(section) or {})
+        except OmegaConfBaseException as err:
+            raise ConfigError(_describe(err, section, schema)) from None
+        missing = sorted(OmegaConf.missing_keys(typed[section]))
+        if missing:
+            raise ConfigError(f"{section}.{missing[0]} has no value: set it in conf/ or on the command line")
+        _check_rules(typed[section], schema, prefix=f"{section}.")
+    resume = plain.get("resume")
+    if resume is not None and not isinstance(resume, str):
+        raise ConfigError(f"resume={resume!r} is invalid: expected a path to a checkpoint, or null")
+
+    checked = OmegaConf.create({**typed, "resume": resume})
+    _check_cross_constraints(checked)
+    OmegaConf.set_readonly(checked, True)
+    return checked
+
+
+def _describe(err: OmegaConfBaseException, section: str, schema: type) -> str:
+    key = f"{section}.{err.full_key}" if getattr(err, "full_key", None) else section
+    if isinstance(err, ConfigKeyError):
+        return f"unknown key {key}: {section} accepts {', '.join(f.name for f in fields(schema))}"
+    message = str(getattr(err, "msg", err)).splitlines()[0]
+    return f"{key}: {message}"
+
+
+def _check_rules(node: DictConfig, schema: type, prefix: str) -> None:
+    for f in fields(schema):
+        rule: Rule | None = f.metadata.get("rule")
+        value = node[f.name]
+        if rule is None or value is None:
+            continue
+        plain = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+        if not rule.test(plain):
+            raise ConfigError(f"{prefix}{f.name}={plain!r} is invalid: expected {rule.allowed}")
+
+
+def _check_cross_constraints(cfg: DictConfig) -> None:
+    train, exploration, buffer = cfg.train, cfg.exploration, cfg.buffer
+    if train.init_random_steps >= train.total_steps:
+        raise ConfigError(
+            f"train.init_random_steps={train.init_random_steps} is invalid: expected fewer than "
+            f"train.total_steps={train.total_steps}, or learning never starts"
+        )
+    if train.steps_per_collect % cfg.env.num_envs:
+        raise ConfigError(
+            f"train.steps_per_collect={train.steps_per_collect} is invalid: expected a multiple of env.num_envs={cfg.env.num_envs}"
+        )
+    if train.batch_size > buffer.capacity:
+        raise ConfigError(f"train.batch_size={train.batch_size} is invalid: expected at most buffer.capacity={buffer.capacity}")
+    if exploration.kind == "egreedy":
+        if exploration.eps_final > exploration.eps_init:
+            raise ConfigError(
+                f"exploration.eps_final={exploration.eps_final} is invalid: expected at most exploration.eps_init={exploration.eps_init}"
+            )
+        if exploration.annealing == "exponential" and exploration.eps_final <= 0:
+            raise ConfigError("exploration.eps_final=0 is invalid with annealing=exponential: expected a number > 0")
+    if buffer.kind == "prioritized" and buffer.beta_final < buffer.beta_init:
+        raise ConfigError(f"buffer.beta_final={buffer.beta_final} is invalid: expected at least buffer.beta_init={buffer.beta_init}")

@@ -1,0 +1,127 @@
+"""Greedy evaluation.
+
+``evaluate_policy`` is what training calls; ``python -m rlpipe.evaluate checkpoint=PATH eval.episodes=20`` loads a
+checkpoint, rebuilds its environment and Q-network from the configuration stored in it, and prints one JSON line::
+
+    {"checkpoint": ..., "env": "CartPole-v1", "step": 50000, "episodes": 20, "return_mean": 500.0, "return_std": 0.0, ...}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tensordict.nn import TensorDictModuleBase
+from torchrl.envs import EnvBase
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+from rlpipe.checkpoint import CheckpointError, load_checkpoint
+from rlpipe.config import ConfigError, validate
+from rlpipe.envs import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, make_env
+from rlpipe.models import make_q_network
+from rlpipe.runtime import pick_device, quiet_libraries, seed_everything
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Returns and lengths of the evaluation episodes."""
+
+    returns: torch.Tensor  # [episodes]
+    lengths: torch.Tensor  # [episodes] agent steps
+
+    @property
+    def return_mean(self) -> float:
+        return self.returns.mean().item()
+
+    @property
+    def return_std(self) -> float:
+        return self.returns.std(unbiased=False).item()  # population std: defined for one episode too
+
+    def as_metrics(self) -> dict[str, float]:
+        return {
+            "eval/return_mean": self.return_mean,
+            "eval/return_std": self.return_std,
+            "eval/length_mean": self.lengths.float().mean().item(),
+        }
+
+
+@torch.no_grad()
+def evaluate_policy(env: EnvBase, actor: TensorDictModuleBase, *, device: torch.device, max_steps: int = 1_000_000) -> EvalResult:
+    """Plays one episode in each sub-environment of ``env`` with ``actor`` (greedy) and returns their results.
+
+    Every sub-environment contributes exactly its first episode. Taking the first N episodes to *finish* from a
+    vectorized env instead would over-sample short episodes.
+
+    Args:
+        env: the evaluation env; its batch size is the number of episodes (``[]`` counts as one).
+        actor: maps observations to actions; run under ``ExplorationType.DETERMINISTIC``.
+        device: the actor's device; observations are moved there and actions back to the env's device.
+        max_steps: a bound on the batched steps, for environments without a time limit.
+    """
+    n_episodes = env.batch_size.numel()
+    returns = torch.zeros(n_episodes)
+    lengths = torch.zeros(n_episodes, dtype=torch.long)
+    finished = torch.zeros(n_episodes, dtype=torch.bool)
+    td = env.reset()
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        for _ in range(max_steps):
+            td = actor(td.to(device)).to(env.device)
+            td, td_next = env.step_and_maybe_reset(td)
+            done = td.get(("next", "done")).reshape(n_episodes)
+            newly_done = done & ~finished
+            if newly_done.any():
+                returns[newly_done] = td.get(("next", EPISODE_RETURN_KEY)).reshape(n_episodes)[newly_done].float()
+                lengths[newly_done] = td.get(("next", EPISODE_LENGTH_KEY)).reshape(n_episodes)[newly_done]
+                finished |= done
+                if finished.all():
+                    return EvalResult(returns=returns, lengths=lengths)
+            td = td_next
+    raise RuntimeError(f"evaluation did not finish {n_episodes} episodes within {max_steps} steps")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    quiet_libraries()
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        raise SystemExit("rlpipe.evaluate: name a checkpoint: python -m rlpipe.evaluate checkpoint=PATH")
+    if cfg.eval.episodes < 1:
+        raise SystemExit(f"rlpipe.evaluate: invalid configuration: eval.episodes={cfg.eval.episodes} is invalid: expected a number >= 1")
+    try:
+        payload = load_checkpoint(cfg.checkpoint)
+        run_cfg = validate(OmegaConf.create(payload["config"]))
+    except CheckpointError as err:
+        raise SystemExit(f"rlpipe.evaluate: {err}") from None
+    except ConfigError as err:
+        raise SystemExit(f"rlpipe.evaluate: {cfg.checkpoint}: stored configuration is invalid: {err}") from None
+
+    device = pick_device(cfg.device)
+    seed_everything(cfg.eval.seed)
+    env = make_env(run_cfg.env, num_envs=cfg.eval.episodes, seed=cfg.eval.seed)
+    q_network = make_q_network(run_cfg.model, env, device)
+    try:
+        q_network.load_state_dict(payload["q_network"])
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise SystemExit(f"rlpipe.evaluate: {cfg.checkpoint}: cannot load q_network: {str(err).splitlines()[0][:160]}") from None
+    result = evaluate_policy(env, q_network, device=device)
+    env.close()
+    print(
+        json.dumps(
+            {
+                "checkpoint": str(cfg.checkpoint),
+                "env": run_cfg.env.id,
+                "step": payload["counters"]["step"],
+                "episodes": cfg.eval.episodes,
+                "return_mean": result.return_mean,
+                "return_std": result.return_std,
+                "length_mean": result.lengths.float().mean().item(),
+                "returns": result.returns.tolist(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

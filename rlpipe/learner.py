@@ -1,0 +1,161 @@
+"""The learner: double-DQN loss, optimizer, learning-rate schedule, target-network updates and the gradient step.
+
+Shape legend: ``B`` batch, ``O`` observation features, ``A`` actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+from tensordict import TensorDict
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler
+from torchrl.modules import QValueActor
+from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
+
+from rlpipe.replay import PRIORITY_WEIGHT_KEY, TRANSITION_KEYS
+
+
+def make_loss(train_cfg: DictConfig, q_network: QValueActor) -> DQNLoss:
+    """TorchRL's ``DQNLoss`` in its double-DQN form (van Hasselt et al. 2016, https://arxiv.org/abs/1509.06461).
+
+    The online network picks the next action and the target network values it::
+
+        y = r + gamma * (1 - terminated) * Q_target(s', argmax_a Q_online(s', a))
+        loss = sum_i w_i * distance(Q_online(s_i, a_i), y_i) / sum_i w_i
+
+    where ``w_i`` are PER's importance weights (all 1 with uniform replay). Only ``terminated`` stops the
+    bootstrap: an episode cut by a time limit (``truncated``) still bootstraps from its last state.
+    """
+    loss = DQNLoss(q_network, loss_function=train_cfg.loss, delay_value=True, double_dqn=True)
+    loss.make_value_estimator(ValueEstimators.TD0, gamma=train_cfg.gamma)
+    return loss
+
+
+def make_optimizer(train_cfg: DictConfig, loss_module: DQNLoss, device: torch.device) -> torch.optim.Adam:
+    """Adam over the online Q-network's parameters (the target network's are buffers and never optimized).
+
+    The learning rate is a tensor so that a schedule changes it in place and never recompiles the update.
+    """
+    return torch.optim.Adam(
+        loss_module.parameters(),
+        lr=torch.tensor(train_cfg.lr),
+        eps=train_cfg.adam_eps,
+        fused=device.type in ("cpu", "cuda"),
+    )
+
+
+def make_lr_scheduler(train_cfg: DictConfig, optimizer: torch.optim.Optimizer, *, total_updates: int) -> LRScheduler | None:
+    """A learning-rate schedule over ``total_updates`` gradient updates; ``None`` for a constant rate."""
+    if train_cfg.lr_schedule == "constant":
+        return None
+    if train_cfg.lr_schedule == "linear":
+        return LinearLR(optimizer, start_factor=1.0, end_factor=train_cfg.lr_final / train_cfg.lr, total_iters=total_updates)
+    return CosineAnnealingLR(optimizer, T_max=total_updates, eta_min=train_cfg.lr_final)
+
+
+def make_target_updater(train_cfg: DictConfig, loss_module: DQNLoss) -> HardUpdate | SoftUpdate:
+    """Hard copies every ``target_update_steps`` gradient updates, or Polyak averaging after every update."""
+    if train_cfg.target_update == "hard":
+        # HardUpdate copies on the call after its counter reaches the interval, i.e. every interval + 1 calls.
+        return HardUpdate(loss_module, value_network_update_interval=train_cfg.target_update_steps - 1)
+    return SoftUpdate(loss_module, tau=train_cfg.target_tau)
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What one gradient update reports, as device tensors (reading them forces no host sync)."""
+
+    loss: torch.Tensor  # []
+    priority: torch.Tensor  # [B] |TD error|, the new PER priority of each sampled transition
+    grad_norm: torch.Tensor  # [] global L2 norm of the gradient before clipping
+
+
+class GradientUpdate:
+    """One double-DQN gradient step on a sampled batch: loss -> backward -> clip -> Adam step.
+
+    The sampled tensors go in as plain tensors and the TensorDict that ``DQNLoss`` reads is rebuilt inside the
+    step: compiled, that rebuild is free and ``torch.compile`` guards on a few tensors rather than on a
+    TensorDict tree. Compiling the whole step (loss, backward, clipping and the optimizer) is what brings
+    ``DQNLoss`` to the speed of a hand-written PyTorch update (``benchmarks/learner_throughput.py``).
+
+    Args:
+        loss_module: the ``DQNLoss``; its online parameters are updated in place.
+        optimizer: the optimizer over those parameters.
+        max_grad_norm: the global gradient norm is clipped to this value.
+        compile: run the step through ``torch.compile`` (the first call compiles).
+        device: where the learner's parameters live; sampled tensors are moved there.
+    """
+
+    def __init__(
+        self,
+        loss_module: DQNLoss,
+        optimizer: torch.optim.Optimizer,
+        *,
+        max_grad_norm: float,
+        compile: bool,
+        device: torch.device,
+    ) -> None:
+        self.loss_module = loss_module
+        self.optimizer = optimizer
+        self.max_grad_norm = max_grad_norm
+        self.device = device
+        self._parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        self._step = torch.compile(self._eager_step, dynamic=False) if compile else self._eager_step
+
+    def __call__(self, batch: TensorDict) -> UpdateResult:
+        """Updates the online network on ``batch`` (``TRANSITION_KEYS``, plus PER weights when prioritized)."""
+        tensors = [batch.get(key).to(self.device, non_blocking=True) for key in TRANSITION_KEYS]
+        weight = batch.get(PRIORITY_WEIGHT_KEY, None)
+        if weight is not None:
+            weight = weight.to(self.device, non_blocking=True)
+        loss, priority, grad_norm = self._step(*tensors, weight)
+        return UpdateResult(loss=loss, priority=priority, grad_norm=grad_norm)
+
+    def _eager_step(
+        self,
+        observation: torch.Tensor,  # [B, O]
+        action: torch.Tensor,  # [B]
+        next_observation: torch.Tensor,  # [B, O]
+        reward: torch.Tensor,  # [B, 1]
+        done: torch.Tensor,  # [B, 1]
+        terminated: torch.Tensor,  # [B, 1]
+        weight: torch.Tensor | None,  # [B] or None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch = TensorDict(
+            {
+                TRANSITION_KEYS[0]: observation,
+                TRANSITION_KEYS[1]: action,
+                TRANSITION_KEYS[2]: next_observation,
+                TRANSITION_KEYS[3]: reward,
+                TRANSITION_KEYS[4]: done,
+                TRANSITION_KEYS[5]: terminated,
+            },
+            batch_size=action.shape[:1],
+        )
+        if weight is not None:
+            batch.set(PRIORITY_WEIGHT_KEY, weight)
+        loss = self.loss_module(batch)["loss"]
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters, self.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=False)
+        squared_td_error = batch.get(self.loss_module.tensor_keys.priority)  # [B, 1], written by DQNLoss
+        priority = squared_td_error.reshape(-1).sqrt()  # [B] |delta|: see rlpipe.replay for why not delta^2
+        return loss.detach(), priority, grad_norm.detach()
+
+
+class TargetUpdaterState:
+    """Exposes ``HardUpdate``'s count of updates since its last copy to checkpoints (TorchRL keeps it as a plain
+    attribute); a ``SoftUpdate`` has no such state."""
+
+    def __init__(self, updater: HardUpdate | SoftUpdate) -> None:
+        self.updater = updater
+
+    def state_dict(self) -> dict[str, int]:
+        return {"counter": getattr(self.updater, "counter", 0)}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if hasattr(self.updater, "counter"):
+            self.updater.counter = int(state_dict["counter"])

@@ -1,0 +1,112 @@
+"""Metric logging through TorchRL's loggers: CSV (default), TensorBoard, or Weights & Biases (offline by default).
+
+Every metric goes through one ``Logger.log_metrics(metrics, step)`` call per log interval, with the agent-step
+counter as the x-axis. Metric names are ``<group>/<name>``: ``train/*``, ``episode/*``, ``buffer/*``, ``eval/*``,
+``time/*``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torchrl.record.loggers import CSVLogger, Logger, TensorboardLogger
+from torchrl.record.loggers.wandb import WandbLogger
+
+
+def make_logger(logger_cfg: DictConfig, run_dir: Path, *, run_name: str, config: DictConfig) -> Logger:
+    """A TorchRL logger writing under ``<run_dir>/logs/``, with the run's configuration logged as hyperparameters.
+
+    Args:
+        logger_cfg: the ``logger`` config section.
+        run_dir: the run directory.
+        run_name: the run's display name (W&B).
+        config: the resolved configuration, logged once as hyperparameters.
+    """
+    log_dir = run_dir / "logs"
+    if logger_cfg.kind == "csv":
+        logger: Logger = CSVLogger(exp_name="csv", log_dir=str(log_dir))
+    elif logger_cfg.kind == "tensorboard":
+        logger = TensorboardLogger(exp_name="tensorboard", log_dir=str(log_dir))
+    else:
+        logger = WandbLogger(
+            exp_name=run_name,
+            offline=logger_cfg.mode == "offline",
+            save_dir=str(log_dir),
+            project=logger_cfg.project,
+        )
+    logger.log_hparams(_flatten(OmegaConf.to_container(config, resolve=True)))
+    return logger
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}``; lists and None become strings (TensorBoard's hparams
+    take scalars only)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return flat
+
+
+class MetricWindow:
+    """Gathers what happens between two log points (episodes, updates) and turns it into metrics.
+
+    Update results stay on their device until :meth:`flush`, so recording them forces no host sync.
+    """
+
+    def __init__(self, *, step: int, updates: int, recent_episodes: int = 20) -> None:
+        self._recent_returns: deque[float] = deque(maxlen=recent_episodes)
+        self._reset(step, updates)
+
+    def _reset(self, step: int, updates: int) -> None:
+        self._start = (time.perf_counter(), step, updates)
+        self._returns: list[float] = []
+        self._lengths: list[int] = []
+        self._losses: list[torch.Tensor] = []
+        self._grad_norms: list[torch.Tensor] = []
+        self._per: dict[str, torch.Tensor] = {}
+
+    def record_episodes(self, returns: list[float], lengths: list[int]) -> None:
+        self._returns += returns
+        self._lengths += lengths
+        self._recent_returns.extend(returns)
+
+    def record_updates(self, losses: torch.Tensor, grad_norms: torch.Tensor) -> None:
+        """Losses and gradient norms of a block of updates, ``[n_updates]`` each."""
+        self._losses.append(losses)
+        self._grad_norms.append(grad_norms)
+
+    def record_priorities(self, priorities: torch.Tensor, weights: torch.Tensor) -> None:
+        """PER diagnostics of the latest block: new priorities and the importance weights it was sampled with."""
+        self._per = {"priority": priorities, "weight": weights}
+
+    @property
+    def recent_return(self) -> float:
+        """Mean return of the last few training episodes (the progress bar's ``reward``)."""
+        return sum(self._recent_returns) / len(self._recent_returns) if self._recent_returns else float("nan")
+
+    def flush(self, *, step: int, updates: int) -> dict[str, float]:
+        """The window's metrics; starts a new window."""
+        seconds = max(time.perf_counter() - self._start[0], 1e-9)
+        metrics = {
+            "time/steps_per_s": (step - self._start[1]) / seconds,
+            "time/updates_per_s": (updates - self._start[2]) / seconds,
+        }
+        if self._returns:
+            metrics["episode/reward"] = sum(self._returns) / len(self._returns)
+            metrics["episode/length"] = sum(self._lengths) / len(self._lengths)
+        if self._losses:
+            metrics["train/loss"] = torch.cat(self._losses).mean().item()
+            metrics["train/grad_norm"] = torch.cat(self._grad_norms).mean().item()
+        for name, values in self._per.items():
+            metrics[f"buffer/{name}_min"] = values.min().item()
+            metrics[f"buffer/{name}_max"] = values.max().item()
+        self._reset(step, updates)
+        return metrics

@@ -1,0 +1,304 @@
+"""``python -m rlpipe.train``: deep Q-learning (double DQN, prioritized replay) composed by Hydra from ``conf/``.
+
+The whole algorithm is the loop in :func:`train`, read top to bottom::
+
+    collect -> store -> schedules -> sample -> update -> write priorities -> update target
+            -> evaluate / checkpoint / log
+
+Examples::
+
+    python -m rlpipe.train                                   # CartPole-v1, the default experiment
+    python -m rlpipe.train env=lunarlander
+    python -m rlpipe.train env=cartpole train.seed=3 train.total_steps=20000
+    python -m rlpipe.train --multirun train.seed=0,1,2
+    python -m rlpipe.train resume=outputs/.../checkpoints/last.pt
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictSequential
+from torchrl.collectors import Collector
+from torchrl.modules import QValueActor
+from tqdm import tqdm
+
+from rlpipe.checkpoint import CheckpointError, Counters, load_checkpoint, restore_checkpoint, save_checkpoint
+from rlpipe.config import ConfigError, validate
+from rlpipe.envs import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, make_env
+from rlpipe.evaluate import EvalResult, evaluate_policy
+from rlpipe.exploration import make_exploration
+from rlpipe.learner import (
+    GradientUpdate,
+    TargetUpdaterState,
+    make_loss,
+    make_lr_scheduler,
+    make_optimizer,
+    make_target_updater,
+)
+from rlpipe.loggers import MetricWindow, make_logger
+from rlpipe.models import make_q_network
+from rlpipe.replay import INDEX_KEY, PRIORITY_WEIGHT_KEY, TRANSITION_KEYS, make_beta_schedule, make_replay_buffer
+from rlpipe.runtime import pick_device, quiet_libraries, seed_everything
+
+EVAL_SEED_OFFSET = 1_000_000  # evaluation environments are seeded apart from the training environment
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        summary = train(validate(cfg), run_dir)
+    except ConfigError as err:
+        raise SystemExit(f"rlpipe.train: invalid configuration: {err}") from None
+    except (CheckpointError, TrainingDiverged) as err:
+        raise SystemExit(f"rlpipe.train: {err}") from None
+    print(json.dumps(summary))
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Trains a DQN agent as ``cfg`` (validated) says; writes config, logs, checkpoints and ``summary.json`` into
+    ``run_dir`` and returns the summary."""
+    started = time.perf_counter()
+    quiet_libraries()
+    resume_from = load_checkpoint(cfg.resume) if cfg.resume else None
+    if resume_from is not None:
+        _check_resumable(resume_from, cfg)
+    device = pick_device(cfg.train.device)
+    seed_everything(cfg.train.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+
+    # ---- Build every piece from its config section; network sizes come from the env's specs.
+    env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=cfg.train.seed)
+    eval_env = make_env(cfg.env, num_envs=cfg.eval.episodes, seed=cfg.train.seed + EVAL_SEED_OFFSET)
+    q_network = make_q_network(cfg.model, env, device)
+    exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], device)
+    policy = TensorDictSequential(q_network, exploration.module)
+    loss_module = make_loss(cfg.train, q_network)
+    optimizer = make_optimizer(cfg.train, loss_module, device)
+    total_updates = math.ceil((cfg.train.total_steps - cfg.train.init_random_steps) * cfg.train.updates_per_step)
+    lr_scheduler = make_lr_scheduler(cfg.train, optimizer, total_updates=total_updates)
+    target_updater = make_target_updater(cfg.train, loss_module)
+    update = GradientUpdate(
+        loss_module, optimizer, max_grad_norm=cfg.train.max_grad_norm, compile=cfg.train.compile, device=device
+    )
+    replay = make_replay_buffer(cfg.buffer)
+    beta_schedule = make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
+    logger = make_logger(cfg.logger, run_dir, run_name=run_dir.name, config=cfg)
+    checkpoint_dir = run_dir / "checkpoints"
+    pieces = {
+        "q_network": q_network,
+        "target_network": loss_module.target_value_network_params,
+        "optimizer": optimizer,
+        "lr_scheduler": lr_scheduler,
+        "exploration": exploration.module,
+        "target_updater": TargetUpdaterState(target_updater),
+    }
+    counters, buffer_restored = Counters(), False
+    if resume_from is not None:
+        counters, buffer_restored = restore_checkpoint(resume_from, pieces=pieces, replay_buffer=replay)
+
+    # ---- Config values the loop reads, copied out once.
+    total_steps = cfg.train.total_steps
+    batch_size = cfg.train.batch_size
+    updates_per_step = cfg.train.updates_per_step
+    prioritized = cfg.buffer.kind == "prioritized"
+    # Random prefill in whole collects (the collector rounds up); a restored buffer needs none.
+    random_steps = 0 if buffer_restored else _round_up(cfg.train.init_random_steps, cfg.train.steps_per_collect)
+    learning_starts = counters.step + random_steps
+    solved_return = cfg.env.solved_return
+    stop_on_solve = cfg.train.stop_on_solve and solved_return is not None
+    eval_interval = cfg.eval.interval_steps
+    checkpoint_interval = cfg.checkpoint.interval_steps
+    log_interval = cfg.train.log_interval_steps
+    save_buffer = cfg.checkpoint.save_buffer
+
+    collector = Collector(
+        env,
+        policy,
+        frames_per_batch=cfg.train.steps_per_collect,
+        total_frames=-1,  # the loop below decides when to stop
+        init_random_frames=random_steps,
+        policy_device=device,
+        env_device=env.device,
+        storing_device="cpu",
+        track_traj_ids=False,
+        auto_register_policy_transforms=False,  # the policy is not recurrent: it needs no extra env transforms
+    )
+
+    def checkpoint(name: str, *, with_buffer: bool) -> Path:
+        path = checkpoint_dir / name
+        save_checkpoint(path, config=cfg, counters=counters, pieces=pieces, replay_buffer=replay if with_buffer else None)
+        return path
+
+    next_eval = _next_multiple(counters.step, eval_interval)
+    next_checkpoint = _next_multiple(counters.step, checkpoint_interval)
+    next_log = _next_multiple(counters.step, log_interval)
+    update_credit = 0.0  # fractional gradient updates carried to the next learning phase
+    exploration_value = exploration.update(counters.step)
+    last_eval: EvalResult | None = None
+    block = None  # the latest learning phase's minibatches (for the Q-value diagnostic)
+    evaluations: list[dict[str, float]] = []
+    solved_at: dict[str, float] | None = None
+    window = MetricWindow(step=counters.step, updates=counters.updates)
+    progress = tqdm(total=total_steps, initial=counters.step, unit="step", dynamic_ncols=True, mininterval=1.0)
+
+    for batch in collector:
+        # ---- Store the transitions the loss reads; count steps and finished episodes.
+        batch = batch.reshape(-1)  # [steps_per_collect] transitions
+        replay.extend(batch.select(*TRANSITION_KEYS))
+        counters.step += batch.numel()
+        done = batch.get(("next", "done")).reshape(-1)
+        if done.any():
+            returns = batch.get(("next", EPISODE_RETURN_KEY)).reshape(-1)[done].tolist()
+            lengths = batch.get(("next", EPISODE_LENGTH_KEY)).reshape(-1)[done].tolist()
+            window.record_episodes(returns, lengths)
+            counters.episodes += len(returns)
+
+        # ---- Schedules are functions of the agent-step counter.
+        exploration_value = exploration.update(counters.step)
+        if prioritized:
+            replay.sampler.beta = beta_schedule(counters.step)
+
+        # ---- Learn. One prioritized draw serves all of this phase's updates: it amortizes the sampler's fixed
+        # cost; the priorities it draws with are those written after the previous phase.
+        if counters.step >= learning_starts:
+            update_credit += batch.numel() * updates_per_step
+            n_updates, update_credit = int(update_credit), update_credit - int(update_credit)
+            if n_updates:
+                block = replay.sample(n_updates * batch_size)  # [n_updates * B]
+                results = []
+                for minibatch in block.split(batch_size):  # [B] each
+                    results.append(update(minibatch))
+                    target_updater.step()
+                    if lr_scheduler is not None:
+                        lr_scheduler.step()
+                counters.updates += n_updates
+                losses = torch.stack([r.loss for r in results])  # [n_updates]
+                if not torch.isfinite(losses).all():
+                    raise TrainingDiverged(
+                        f"the loss became {losses[~torch.isfinite(losses)][0].item()} at update {counters.updates} "
+                        f"(step {counters.step}); the last checkpoint in {checkpoint_dir} is from before it"
+                    )
+                if prioritized:
+                    priorities = torch.cat([r.priority for r in results]).cpu()  # [n_updates * B] |TD error|
+                    replay.update_priority(block.get(INDEX_KEY), priorities)
+                    window.record_priorities(priorities, block.get(PRIORITY_WEIGHT_KEY))
+                window.record_updates(losses, torch.stack([r.grad_norm for r in results]))
+
+        # ---- Evaluate, checkpoint and log when their intervals come round (and evaluate once more at the end).
+        finishing = counters.step >= total_steps
+        if counters.step >= next_eval or finishing:
+            last_eval = evaluate_policy(eval_env, q_network, device=device)
+            evaluations.append({"step": counters.step, "return_mean": last_eval.return_mean, "return_std": last_eval.return_std,
+                                "wall_seconds": time.perf_counter() - started})
+            logger.log_metrics(last_eval.as_metrics(), step=counters.step)
+            if last_eval.return_mean > counters.best_eval_return:
+                counters.best_eval_return = last_eval.return_mean
+                checkpoint("best.pt", with_buffer=False)
+            if solved_at is None and solved_return is not None and last_eval.return_mean >= solved_return:
+                solved_at = evaluations[-1]
+            next_eval = _next_multiple(counters.step, eval_interval)
+        stopping = finishing or (stop_on_solve and solved_at is not None)
+        if counters.step >= next_checkpoint or stopping:
+            checkpoint("last.pt", with_buffer=save_buffer)
+            next_checkpoint = _next_multiple(counters.step, checkpoint_interval)
+        if counters.step >= next_log or stopping:
+            metrics = window.flush(step=counters.step, updates=counters.updates)
+            metrics |= {
+                f"train/{exploration.name}": exploration_value,
+                "train/lr": optimizer.param_groups[0]["lr"].item(),
+                "train/q_mean": _mean_q(q_network, block) if block is not None else float("nan"),
+                "buffer/size": len(replay),
+            }
+            if prioritized:
+                metrics["buffer/beta"] = replay.sampler.beta
+            logger.log_metrics(metrics, step=counters.step)
+            progress.set_postfix(
+                reward=f"{window.recent_return:.1f}",
+                **{exploration.label: f"{exploration_value:.3f}"},
+                loss=f"{metrics.get('train/loss', float('nan')):.4f}",
+                eval=f"{last_eval.return_mean:.1f}" if last_eval else "-",
+            )
+            next_log = _next_multiple(counters.step, log_interval)
+        progress.update(batch.numel())
+        if stopping:
+            break
+
+    progress.close()
+    collector.shutdown()
+    eval_env.close()
+    assert last_eval is not None
+    summary = {
+        "env": cfg.env.id,
+        "seed": cfg.train.seed,
+        "steps": counters.step,
+        "updates": counters.updates,
+        "episodes": counters.episodes,
+        "eval_return_mean": last_eval.return_mean,
+        "eval_return_std": last_eval.return_std,
+        "eval_episodes": cfg.eval.episodes,
+        "best_eval_return_mean": counters.best_eval_return,
+        "solved_return": solved_return,
+        "solved": solved_at is not None,
+        "solved_at_step": solved_at["step"] if solved_at else None,
+        "solved_at_seconds": solved_at["wall_seconds"] if solved_at else None,
+        "wall_seconds": time.perf_counter() - started,
+        "resumed_from": cfg.resume,
+        "run_dir": str(run_dir),
+        "checkpoints": {"best": str(checkpoint_dir / "best.pt"), "last": str(checkpoint_dir / "last.pt")},
+        "evaluations": evaluations,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    logger.log_metrics({"summary/wall_seconds": summary["wall_seconds"]}, step=counters.step)
+    return summary
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return math.ceil(value / multiple) * multiple
+
+
+def _next_multiple(step: int, interval: int) -> int:
+    """The first multiple of ``interval`` strictly after ``step``."""
+    return (step // interval + 1) * interval
+
+
+@torch.no_grad()
+def _mean_q(q_network: QValueActor, block: TensorDictBase) -> float:
+    """Mean of ``max_a Q(s, a)`` over the latest sampled states (Mnih et al. 2015 track the same quantity)."""
+    device = next(q_network.parameters()).device
+    states = block.select(TRANSITION_KEYS[0]).to(device)
+    return q_network(states).get("chosen_action_value").mean().item()
+
+
+def _check_resumable(payload: dict[str, Any], cfg: DictConfig) -> None:
+    """A resumed run is configured on the command line like the original one; its task and network must match."""
+    stored = payload["config"]
+    if stored["env"]["id"] != cfg.env.id:
+        raise CheckpointError(
+            f"{payload['path']}: trained on {stored['env']['id']}, but this run is configured for {cfg.env.id}; "
+            f"resume with the original overrides (env=...)"
+        )
+    if stored["model"] != OmegaConf.to_container(cfg.model):
+        raise CheckpointError(
+            f"{payload['path']}: trained with model {stored['model']}, but this run has {OmegaConf.to_container(cfg.model)}; "
+            f"resume with the original model overrides"
+        )
+
+
+if __name__ == "__main__":
+    main()

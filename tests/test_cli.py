@@ -1,0 +1,170 @@
+"""Smoke tests of the real entry points (``python -m rlpipe.train`` / ``rlpipe.evaluate``) with tiny overrides:
+run directory contents, resume, evaluation, multirun, loggers, and the bad-input paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from rlpipe.checkpoint import load_checkpoint
+from rlpipe.train import TrainingDiverged, train
+
+from conftest import compose_config, run_module
+
+SHORT = ["train.total_steps=600", "train.init_random_steps=200", "eval.interval_steps=300", "eval.episodes=3",
+         "checkpoint.interval_steps=300", "train.log_interval_steps=100", "train.compile=false"]
+
+
+def _train(run_dir: Path, *overrides: str):
+    result = run_module("rlpipe.train", *SHORT, *overrides, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def cartpole_run(tmp_path_factory) -> Path:
+    """One short CartPole run with the default (compiled) update, shared by the tests that read its outputs."""
+    run_dir = tmp_path_factory.mktemp("cartpole")
+    _train(run_dir, "train.compile=true", "train.steps_per_collect=64")
+    return run_dir
+
+
+def test_train_writes_the_run_directory(cartpole_run):
+    summary = json.loads((cartpole_run / "summary.json").read_text())
+    for key in ("steps", "eval_return_mean", "eval_return_std", "wall_seconds", "updates", "episodes"):
+        assert key in summary
+    assert summary["steps"] >= 600 and summary["updates"] > 0 and summary["wall_seconds"] > 0
+    assert summary["eval_episodes"] == 3 and len(summary["evaluations"]) >= 2
+    assert (cartpole_run / "checkpoints" / "best.pt").is_file()
+    assert (cartpole_run / "checkpoints" / "last.pt").is_file()
+    assert OmegaConf.load(cartpole_run / "config.yaml").train.total_steps == 600  # resolved config
+    scalars = cartpole_run / "logs" / "csv" / "scalars"
+    for metric in ("train/loss", "train/q_mean", "train/epsilon", "train/lr", "episode/reward", "episode/length",
+                   "buffer/size", "buffer/beta", "buffer/priority_max", "buffer/weight_min", "eval/return_mean",
+                   "eval/return_std", "time/steps_per_s", "time/updates_per_s"):
+        rows = (scalars / f"{metric}.csv").read_text().splitlines()
+        assert rows, metric
+        step, value = rows[-1].split(",")
+        assert int(step) > 0 and value != "nan", metric
+
+
+def test_checkpoint_names_every_stateful_piece(cartpole_run):
+    payload = load_checkpoint(cartpole_run / "checkpoints" / "last.pt")
+    for piece in ("q_network", "target_network", "optimizer", "exploration", "target_updater", "rng", "counters", "config"):
+        assert payload[piece] is not None, piece
+    assert payload["lr_scheduler"] is None  # the default schedule is constant
+    assert payload["counters"]["step"] >= 600
+    assert payload["replay_buffer"] and (cartpole_run / "checkpoints" / payload["replay_buffer"]).is_dir()
+    assert payload["config"]["env"]["id"] == "CartPole-v1"
+
+
+def test_resume_continues_the_step_counter(cartpole_run, tmp_path):
+    last = cartpole_run / "checkpoints" / "last.pt"
+    before = load_checkpoint(last)["counters"]
+    result = _train(tmp_path, "train.total_steps=1200", "train.compile=true", "train.steps_per_collect=64", f"resume={last}")
+    summary = result.json_lines()[-1]
+    assert summary["resumed_from"] == str(last)
+    assert summary["steps"] >= 1200
+    assert summary["updates"] > before["updates"]
+    first_eval = summary["evaluations"][0]["step"]
+    assert before["step"] < first_eval <= 1200  # evaluations continue from the resumed step, not from zero
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["counters"]["episodes"] > before["episodes"]
+
+
+def test_evaluate_cli_prints_one_json_line(cartpole_run):
+    result = run_module("rlpipe.evaluate", f"checkpoint={cartpole_run / 'checkpoints' / 'best.pt'}", "eval.episodes=4")
+    assert result.returncode == 0, result.stderr
+    (line,) = result.json_lines()
+    assert line["episodes"] == 4 and len(line["returns"]) == 4
+    assert line["return_mean"] == pytest.approx(sum(line["returns"]) / 4)
+    assert line["return_std"] >= 0 and line["env"] == "CartPole-v1"
+
+
+def test_lunarlander_smoke(tmp_path):
+    _train(tmp_path, "env=lunarlander", "train.total_steps=400", "model.dueling=true", "buffer=uniform", "logger=tensorboard")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["env"] == "LunarLander-v3" and summary["steps"] >= 400
+    assert list((tmp_path / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_wandb_logger_runs_offline(tmp_path):
+    _train(tmp_path, "logger=wandb", "train.total_steps=300", "train.init_random_steps=100")
+    assert list((tmp_path / "logs").rglob("offline-run-*"))
+
+
+def test_multirun_sweeps_seeds(tmp_path):
+    result = run_module(
+        "rlpipe.train", "--multirun", "train.seed=0,1", *SHORT, "train.total_steps=300", "train.init_random_steps=100",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = sorted(tmp_path.glob("*/summary.json"))
+    assert [json.loads(p.read_text())["seed"] for p in summaries] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["env=atari5000"], "Could not find 'env/atari5000'"),
+        (["exploration=boltzmann"], "Could not find 'exploration/boltzmann'"),
+        (["train.lr=-0.1"], "invalid configuration: train.lr=-0.1 is invalid: expected a number > 0"),
+        (["train.batch_size=0"], "invalid configuration: train.batch_size=0 is invalid: expected a number >= 1"),
+        (["train.gamma=1.01"], "invalid configuration: train.gamma=1.01 is invalid: expected a number in [0.0, 1.0]"),
+        (["train.lr=fast"], "invalid configuration: train.lr: Value 'fast' of type 'str' could not be converted to Float"),
+        (["train.batchsize=32"], "Key 'batchsize' is not in struct"),
+        (["+train.batchsize=32"], "invalid configuration: unknown key train.batchsize: train accepts"),
+        (["env.id=NoSuchEnv-v0"], "invalid configuration: env.id='NoSuchEnv-v0' is invalid"),
+        (["resume=/no/such/checkpoint.pt"], "/no/such/checkpoint.pt: no such checkpoint file"),
+    ],
+)
+def test_bad_input_fails_fast_without_traceback(args, message, tmp_path):
+    result = run_module("rlpipe.train", *args, f"hydra.run.dir={tmp_path}", timeout=120)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "checkpoints").exists()  # no work started
+
+
+def test_foreign_and_truncated_checkpoints_fail_cleanly(cartpole_run, tmp_path):
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model": torch.zeros(3)}, foreign)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes((cartpole_run / "checkpoints" / "last.pt").read_bytes()[:1000])
+    for path, reason in ((foreign, "not an rlpipe checkpoint"), (truncated, "not a readable checkpoint")):
+        for module, arg in (("rlpipe.train", f"resume={path}"), ("rlpipe.evaluate", f"checkpoint={path}")):
+            result = run_module(module, arg, f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+            assert result.returncode != 0
+            assert f"{path}: {reason}" in result.stderr and "Traceback" not in result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_resume_with_another_env_is_refused(cartpole_run, tmp_path):
+    result = run_module("rlpipe.train", "env=lunarlander", f"resume={cartpole_run / 'checkpoints' / 'last.pt'}",
+                        f"hydra.run.dir={tmp_path}", timeout=120)
+    assert result.returncode != 0
+    assert "trained on CartPole-v1, but this run is configured for LunarLander-v3" in result.stderr
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    """Regression guard: a NaN must stop training before it reaches a checkpoint."""
+    from rlpipe import learner
+
+    real_step = learner.GradientUpdate._eager_step
+    calls = {"n": 0}
+
+    def poisoned_step(self, *tensors):
+        calls["n"] += 1
+        loss, priority, grad_norm = real_step(self, *tensors)
+        return (loss * float("nan") if calls["n"] > 150 else loss), priority, grad_norm
+
+    monkeypatch.setattr(learner.GradientUpdate, "_eager_step", poisoned_step)
+    cfg = compose_config([*SHORT, "train.total_steps=2000", "checkpoint.interval_steps=256", "train.steps_per_collect=64"])
+    with pytest.raises(TrainingDiverged, match="the loss became nan at update"):
+        train(cfg, tmp_path)
+    payload = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert payload["counters"]["updates"] <= 150
+    assert all(torch.isfinite(t).all() for t in payload["q_network"].values())

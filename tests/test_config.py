@@ -1,0 +1,109 @@
+"""Every option of every config group composes, validates and builds its objects; bad values fail with a message
+that names the key and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from rlpipe.config import ConfigError
+from rlpipe.envs import make_env
+from rlpipe.exploration import make_exploration
+from rlpipe.learner import make_loss, make_lr_scheduler, make_optimizer, make_target_updater
+from rlpipe.loggers import make_logger
+from rlpipe.models import make_q_network
+from rlpipe.replay import make_beta_schedule, make_replay_buffer
+
+from conftest import CONF_DIR, compose_config
+
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+OPTIONS = [(group, option.stem) for group in GROUPS for option in sorted((CONF_DIR / group).glob("*.yaml"))]
+
+
+def test_every_group_has_options():
+    assert set(GROUPS) >= {"env", "model", "exploration", "buffer", "logger"}
+    assert len(OPTIONS) >= 9
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_builds(group, option, tmp_path):
+    cfg = compose_config([f"{group}={option}"])
+    device = torch.device("cpu")
+    env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=0)
+    q_network = make_q_network(cfg.model, env, device)
+    exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], device)
+    loss = make_loss(cfg.train, q_network)
+    optimizer = make_optimizer(cfg.train, loss, device)
+    make_lr_scheduler(cfg.train, optimizer, total_updates=100)
+    make_target_updater(cfg.train, loss)
+    replay = make_replay_buffer(cfg.buffer)
+    make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
+    logger = make_logger(cfg.logger, tmp_path, run_name="test", config=cfg)
+    logger.log_metrics({"train/loss": 1.0}, step=1)
+    td = q_network(env.reset())
+    assert td["action_value"].shape[-1] == env.full_action_spec_unbatched["action"].space.n
+    assert 0.0 <= exploration.module.eps.item() <= 1.0
+    assert len(replay) == 0
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["train.lr_schedule=linear", "train.lr_final=1e-5"],
+        ["train.lr_schedule=cosine"],
+        ["train.target_update=soft"],
+        ["exploration.annealing=exponential"],
+        ["model.dueling=true", "model.activation=tanh"],
+        ["env=lunarlander", "buffer=uniform", "logger=tensorboard"],
+    ],
+)
+def test_option_combinations_compose(overrides):
+    cfg = compose_config(overrides)
+    assert OmegaConf.is_readonly(cfg)
+
+
+def test_env_presets_carry_their_tuned_values():
+    cartpole, lunar = compose_config(["env=cartpole"]), compose_config(["env=lunarlander"])
+    assert cartpole.env.id == "CartPole-v1" and lunar.env.id == "LunarLander-v3"
+    assert lunar.train.total_steps == 200_000 and cartpole.train.total_steps == 50_000
+    assert compose_config(["env=lunarlander", "train.lr=1e-4"]).train.lr == pytest.approx(1e-4)  # CLI beats preset
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["train.lr=-1"], "train.lr=-1.0 is invalid: expected a number > 0"),
+        (["train.lr=abc"], "train.lr: Value 'abc' of type 'str' could not be converted to Float"),
+        (["train.batch_size=0"], "train.batch_size=0 is invalid: expected a number >= 1"),
+        (["train.batch_size=2.5"], "train.batch_size: Value '2.5' of type 'float' could not be converted to Integer"),
+        (["train.gamma=1.5"], "train.gamma=1.5 is invalid: expected a number in [0.0, 1.0]"),
+        (["train.gamma=-0.1"], "train.gamma=-0.1 is invalid: expected a number in [0.0, 1.0]"),
+        (["train.target_update=sometimes"], "train.target_update='sometimes' is invalid: expected one of hard, soft"),
+        (["train.device=tpu"], "train.device='tpu' is invalid: expected auto, cpu, cuda, cuda:N or mps"),
+        (["+train.learning_rate=1e-3"], "unknown key train.learning_rate: train accepts seed, device, total_steps"),
+        (["+banana=1"], "unknown key banana: the top level accepts train, eval"),
+        (["exploration.eps_final=1.5"], "exploration.eps_final=1.5 is invalid: expected a number in [0.0, 1.0]"),
+        (["exploration.eps_init=0.1", "exploration.eps_final=0.5"], "exploration.eps_final=0.5 is invalid: expected at most exploration.eps_init=0.1"),
+        (["exploration.annealing=cosine"], "exploration.annealing='cosine' is invalid: expected one of linear, exponential"),
+        (["buffer.capacity=0"], "buffer.capacity=0 is invalid: expected a number >= 1"),
+        (["buffer.beta_init=0.9", "buffer.beta_final=0.5"], "buffer.beta_final=0.5 is invalid: expected at least buffer.beta_init=0.9"),
+        (["model.hidden_sizes=[]"], "model.hidden_sizes=[] is invalid: expected a non-empty list of sizes >= 1"),
+        (["model.activation=swish"], "model.activation='swish' is invalid: expected one of relu, tanh, elu, leaky_relu"),
+        (["eval.episodes=0"], "eval.episodes=0 is invalid: expected a number >= 1"),
+        (["train.init_random_steps=60000"], "train.init_random_steps=60000 is invalid: expected fewer than train.total_steps=50000"),
+        (["train.total_steps=10", "train.init_random_steps=0", "train.batch_size=1000000"], "train.batch_size=1000000 is invalid: expected at most buffer.capacity"),
+        (["resume=3"], "resume=3 is invalid: expected a path to a checkpoint, or null"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(overrides, expected):
+    with pytest.raises(ConfigError) as err:
+        compose_config(overrides)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_vectorized_training_env_needs_whole_collects():
+    with pytest.raises(ConfigError, match="train.steps_per_collect=10 is invalid: expected a multiple of env.num_envs=4"):
+        compose_config(["env.num_envs=4", "train.steps_per_collect=10"])

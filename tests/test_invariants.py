@@ -1,0 +1,376 @@
+"""Invariants of the pieces: shapes, schedules, the double-DQN target, PER weighting and priorities, target updates,
+evaluation, checkpoints. Each test builds the real objects with rlpipe's factories."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from tensordict import TensorDict
+from torch import nn
+from torchrl.data import Categorical
+from torchrl.modules import QValueActor
+
+from rlpipe.checkpoint import CheckpointError, Counters, load_checkpoint, restore_checkpoint, save_checkpoint
+from rlpipe.envs import make_env
+from rlpipe.evaluate import evaluate_policy
+from rlpipe.exploration import EpsilonSchedule, make_exploration
+from rlpipe.learner import GradientUpdate, make_loss, make_optimizer, make_target_updater
+from rlpipe.models import make_q_network
+from rlpipe.replay import INDEX_KEY, TRANSITION_KEYS, BetaSchedule, make_replay_buffer
+
+CPU = torch.device("cpu")
+
+
+def _train_cfg(**overrides):
+    base = {
+        "loss": "smooth_l1", "gamma": 0.9, "lr": 1e-3, "adam_eps": 1e-8, "target_update": "hard",
+        "target_update_steps": 3, "target_tau": 0.1,
+    }
+    return OmegaConf.create(base | overrides)
+
+
+def _linear_q(weight: torch.Tensor) -> QValueActor:
+    """A Q-network Q(s) = W s (no bias), so that targets can be computed by hand. weight: [A, O]."""
+    net = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    with torch.no_grad():
+        net.weight.copy_(weight)
+    return QValueActor(net, in_keys=["observation"], spec=Categorical(weight.shape[0]))
+
+
+def _set_target(loss, weight: torch.Tensor) -> None:
+    loss.target_value_network_params["module", "0", "module", "weight"].data.copy_(weight)
+
+
+def _batch(obs, action, next_obs, reward, terminated, truncated, weight=None) -> TensorDict:
+    terminated = torch.tensor(terminated).unsqueeze(-1)
+    done = terminated | torch.tensor(truncated).unsqueeze(-1)
+    td = TensorDict(
+        {
+            "observation": torch.tensor(obs, dtype=torch.float32),
+            "action": torch.tensor(action),
+            ("next", "observation"): torch.tensor(next_obs, dtype=torch.float32),
+            ("next", "reward"): torch.tensor(reward, dtype=torch.float32).unsqueeze(-1),
+            ("next", "done"): done,
+            ("next", "terminated"): terminated,
+        },
+        batch_size=[len(action)],
+    )
+    if weight is not None:
+        td.set("priority_weight", torch.tensor(weight, dtype=torch.float32))
+    return td
+
+
+# Online and target weights chosen so that the online argmax at s' differs from the target argmax:
+# Q_online(s') = W_on s', Q_target(s') = W_tg s'.
+W_ONLINE = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])  # [A=3, O=2]
+W_TARGET = torch.tensor([[2.0, 0.0], [0.0, 0.5], [1.0, 1.0]])
+HAND_BATCH = dict(
+    obs=[[1.0, 2.0], [3.0, 1.0], [0.5, 0.5]],
+    action=[0, 2, 1],
+    next_obs=[[0.0, 1.0], [2.0, 0.0], [1.0, 3.0]],
+    reward=[1.0, -1.0, 0.5],
+    terminated=[False, True, False],
+    truncated=[False, False, True],  # a time limit: still bootstraps
+)
+
+
+def _hand_targets(gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q_online(s, a) and y = r + gamma * (1 - terminated) * Q_target(s', argmax_a Q_online(s', a)), by hand."""
+    s, a = torch.tensor(HAND_BATCH["obs"]), torch.tensor(HAND_BATCH["action"])
+    s_next, r = torch.tensor(HAND_BATCH["next_obs"]), torch.tensor(HAND_BATCH["reward"])
+    term = torch.tensor(HAND_BATCH["terminated"]).float()
+    q_pred = (s @ W_ONLINE.T).gather(1, a[:, None]).squeeze(1)
+    a_star = (s_next @ W_ONLINE.T).argmax(1)
+    q_next = (s_next @ W_TARGET.T).gather(1, a_star[:, None]).squeeze(1)
+    return q_pred, r + gamma * (1 - term) * q_next
+
+
+# ---------------------------------------------------------------- networks
+
+
+@pytest.mark.parametrize("env_id,n_obs,n_actions", [("CartPole-v1", 4, 2), ("LunarLander-v3", 8, 4)])
+@pytest.mark.parametrize("dueling", [False, True])
+def test_q_network_shapes_come_from_specs(env_id, n_obs, n_actions, dueling):
+    env = make_env(OmegaConf.create({"kind": "classic", "id": env_id}), num_envs=3, seed=0)
+    q = make_q_network(OmegaConf.create({"hidden_sizes": [32, 16], "activation": "relu", "dueling": dueling}), env, CPU)
+    td = q(env.reset())
+    assert td["observation"].shape == (3, n_obs)
+    assert td["action_value"].shape == (3, n_actions)
+    assert td["action"].shape == (3,)
+    assert torch.equal(td["action"], td["action_value"].argmax(-1))
+    env.close()
+
+
+def test_dueling_head_combines_value_and_mean_centred_advantage():
+    env = make_env(OmegaConf.create({"kind": "classic", "id": "CartPole-v1"}))
+    q = make_q_network(OmegaConf.create({"hidden_sizes": [8], "activation": "relu", "dueling": True}), env, CPU)
+    net = q.module[0].module
+    x = torch.randn(5, 4)
+    features = net.features(x)
+    advantage, value = net.advantage(features), net.value(features)
+    assert torch.allclose(net(x), value + advantage - advantage.mean(-1, keepdim=True))
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def test_linear_epsilon_schedule_values():
+    schedule = EpsilonSchedule(eps_init=1.0, eps_final=0.1, annealing_steps=1000, annealing="linear")
+    assert schedule(0) == pytest.approx(1.0)
+    assert schedule(500) == pytest.approx(0.55)
+    assert schedule(1000) == pytest.approx(0.1)
+    assert schedule(10_000) == pytest.approx(0.1)
+
+
+def test_exponential_epsilon_schedule_values():
+    schedule = EpsilonSchedule(eps_init=1.0, eps_final=0.01, annealing_steps=1000, annealing="exponential")
+    assert schedule(0) == pytest.approx(1.0)
+    assert schedule(500) == pytest.approx(0.1)  # geometric: halfway in steps is halfway in log(epsilon)
+    assert schedule(1000) == pytest.approx(0.01)
+    assert schedule(5000) == pytest.approx(0.01)
+
+
+def test_exploration_module_follows_schedule_and_explores_at_that_rate():
+    action_spec = Categorical(4)
+    cfg = OmegaConf.create({"eps_init": 1.0, "eps_final": 0.2, "annealing": "linear", "annealing_steps": 100})
+    exploration = make_exploration(cfg, action_spec, CPU)
+    assert exploration.update(50) == pytest.approx(0.6)
+    assert exploration.module.eps.item() == pytest.approx(0.6)
+    exploration.update(100)
+    greedy = torch.zeros(20_000, dtype=torch.long)
+    td = exploration.module(TensorDict({"action": greedy.clone()}, batch_size=[20_000]))
+    changed = (td["action"] != greedy).float().mean().item()
+    assert changed == pytest.approx(0.2 * 3 / 4, abs=0.02)  # a random action equals the greedy one 1 time in 4
+
+
+def test_beta_schedule_anneals_to_final_value():
+    schedule = BetaSchedule(beta_init=0.4, beta_final=1.0, total_steps=1000)
+    assert [schedule(s) for s in (0, 500, 1000, 2000)] == pytest.approx([0.4, 0.7, 1.0, 1.0])
+
+
+# ---------------------------------------------------------------- loss
+
+
+def test_double_dqn_target_equals_hand_computed_value():
+    gamma = 0.9
+    loss = make_loss(_train_cfg(loss="l2", gamma=gamma), _linear_q(W_ONLINE))
+    _set_target(loss, W_TARGET)
+    batch = _batch(**HAND_BATCH)
+    value = loss(batch)["loss"]
+    q_pred, target = _hand_targets(gamma)
+    assert torch.allclose(batch["td_error"].squeeze(-1), (q_pred - target) ** 2)
+    assert torch.allclose(value, ((q_pred - target) ** 2).mean())
+    # the online network chose the next action: with the target's own argmax the value would differ
+    s_next = torch.tensor(HAND_BATCH["next_obs"])
+    vanilla_next = (s_next @ W_TARGET.T).max(1).values
+    assert not torch.allclose((s_next @ W_TARGET.T).gather(1, (s_next @ W_ONLINE.T).argmax(1, keepdim=True)).squeeze(1), vanilla_next)
+
+
+def test_per_weighted_loss_equals_hand_computed_weighted_mean():
+    weights = [0.25, 1.0, 0.5]
+    loss = make_loss(_train_cfg(loss="smooth_l1"), _linear_q(W_ONLINE))
+    _set_target(loss, W_TARGET)
+    value = loss(_batch(**HAND_BATCH, weight=weights))["loss"]
+    q_pred, target = _hand_targets(0.9)
+    per_sample = F.smooth_l1_loss(q_pred, target, reduction="none")
+    w = torch.tensor(weights)
+    assert torch.allclose(value, (w * per_sample).sum() / w.sum())
+    unweighted = loss(_batch(**HAND_BATCH))["loss"]
+    assert torch.allclose(unweighted, per_sample.mean())
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_gradient_update_moves_online_parameters_only(compile):
+    loss = make_loss(_train_cfg(), _linear_q(W_ONLINE))
+    _set_target(loss, W_TARGET)
+    optimizer = make_optimizer(_train_cfg(lr=0.1), loss, CPU)
+    update = GradientUpdate(loss, optimizer, max_grad_norm=10.0, compile=compile, device=CPU)
+    target_before = loss.target_value_network_params.clone()
+    online_before = W_ONLINE.clone()
+    result = update(_batch(**HAND_BATCH, weight=[1.0, 1.0, 1.0]))
+    online_after = loss.value_network_params["module", "0", "module", "weight"]
+    assert not torch.allclose(online_after, online_before)
+    assert (loss.target_value_network_params == target_before).all()
+    q_pred, target = _hand_targets(0.9)
+    assert torch.allclose(result.priority, (q_pred - target).abs())  # |delta|, not delta^2
+    assert torch.allclose(result.loss, F.smooth_l1_loss(q_pred, target))
+
+
+def test_compiled_and_eager_updates_agree():
+    results = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        env = make_env(OmegaConf.create({"kind": "classic", "id": "CartPole-v1"}))
+        q = make_q_network(OmegaConf.create({"hidden_sizes": [16], "activation": "relu", "dueling": False}), env, CPU)
+        loss = make_loss(_train_cfg(), q)
+        update = GradientUpdate(loss, make_optimizer(_train_cfg(), loss, CPU), max_grad_norm=1.0, compile=compile, device=CPU)
+        torch.manual_seed(1)
+        batch = _batch(
+            obs=torch.randn(8, 4).tolist(), action=torch.randint(0, 2, (8,)).tolist(), next_obs=torch.randn(8, 4).tolist(),
+            reward=torch.randn(8).tolist(), terminated=[False] * 8, truncated=[False] * 8,
+        )
+        for _ in range(3):
+            out = update(batch)
+        results.append((out.loss, out.priority, torch.cat([p.flatten() for p in q.parameters()])))
+    for eager, compiled in zip(*results):
+        assert torch.allclose(eager, compiled, atol=1e-5)
+
+
+# ---------------------------------------------------------------- target updates
+
+
+def test_hard_update_copies_every_n_updates():
+    loss = make_loss(_train_cfg(), _linear_q(W_ONLINE))
+    updater = make_target_updater(_train_cfg(target_update="hard", target_update_steps=3), loss)
+    online = loss.value_network_params["module", "0", "module", "weight"]
+    target = loss.target_value_network_params["module", "0", "module", "weight"]
+    copies = []
+    for update in range(1, 10):
+        online.data.add_(1.0)  # an optimizer step
+        updater.step()
+        copies.append(torch.equal(target, online))
+    assert copies == [False, False, True] * 3
+
+
+def test_soft_update_is_polyak_average():
+    loss = make_loss(_train_cfg(), _linear_q(W_ONLINE))
+    updater = make_target_updater(_train_cfg(target_update="soft", target_tau=0.1), loss)  # starts target = online
+    _set_target(loss, W_TARGET)
+    updater.step()
+    target = loss.target_value_network_params["module", "0", "module", "weight"]
+    assert torch.allclose(target, 0.9 * W_TARGET + 0.1 * W_ONLINE)
+
+
+# ---------------------------------------------------------------- replay
+
+
+def test_priorities_land_on_the_sampled_transitions():
+    """A learning phase as the training loop runs it: one draw, several minibatches, one priority write."""
+    alpha, eps = 0.6, 1e-6
+    replay = make_replay_buffer(OmegaConf.create({"kind": "prioritized", "capacity": 64, "alpha": alpha, "beta_init": 0.4, "beta_final": 1.0, "priority_eps": eps}))
+    n = 40
+    data = _batch(
+        obs=torch.randn(n, 2).tolist(), action=torch.randint(0, 3, (n,)).tolist(), next_obs=torch.randn(n, 2).tolist(),
+        reward=torch.randn(n).tolist(), terminated=(torch.rand(n) < 0.3).tolist(), truncated=[False] * n,
+    )
+    replay.extend(data.select(*TRANSITION_KEYS))
+    loss = make_loss(_train_cfg(gamma=0.9), _linear_q(W_ONLINE))
+    _set_target(loss, W_TARGET)
+    frozen = make_optimizer(_train_cfg(lr=0.0), loss, CPU)  # lr 0: every minibatch sees the same network
+    update = GradientUpdate(loss, frozen, max_grad_norm=10.0, compile=False, device=CPU)
+
+    block = replay.sample(4 * 8)
+    priorities = torch.cat([update(minibatch).priority for minibatch in block.split(8)])
+    replay.update_priority(block.get(INDEX_KEY), priorities)
+
+    index = block.get(INDEX_KEY)
+    s, a, s_next = data["observation"][index], data["action"][index], data["next", "observation"][index]
+    r, term = data["next", "reward"][index].squeeze(-1), data["next", "terminated"][index].squeeze(-1).float()
+    a_star = (s_next @ W_ONLINE.T).argmax(1)
+    target = r + 0.9 * (1 - term) * (s_next @ W_TARGET.T).gather(1, a_star[:, None]).squeeze(1)
+    expected = ((s @ W_ONLINE.T).gather(1, a[:, None]).squeeze(1) - target).abs()
+    stored = torch.as_tensor(replay.sampler._sum_tree[index])  # (p + eps) ** alpha per transition
+    assert torch.allclose(stored, (expected + eps) ** alpha, rtol=1e-4)
+
+
+def test_prioritized_sampling_follows_priorities():
+    replay = make_replay_buffer(OmegaConf.create({"kind": "prioritized", "capacity": 16, "alpha": 1.0, "beta_init": 1.0, "beta_final": 1.0, "priority_eps": 1e-6}))
+    replay.extend(TensorDict({"x": torch.arange(10)}, batch_size=[10]))
+    replay.update_priority(torch.arange(10), torch.full((10,), 1e-3))
+    replay.update_priority(torch.tensor([7]), torch.tensor([1000.0]))
+    sample = replay.sample(1000)
+    assert (sample["x"] == 7).float().mean() > 0.95
+    weight = sample["priority_weight"]
+    assert weight.max() <= 1.0 + 1e-6 and weight[sample["x"] == 7].max() < 1e-3  # frequent -> down-weighted
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def test_evaluation_plays_exactly_the_first_episode_of_each_sub_env():
+    env_cfg = OmegaConf.create({"kind": "classic", "id": "CartPole-v1"})
+    q = make_q_network(OmegaConf.create({"hidden_sizes": [16], "activation": "relu", "dueling": False}), make_env(env_cfg), CPU)
+    batched = evaluate_policy(make_env(env_cfg, num_envs=4, seed=10), q, device=CPU)
+    one_by_one = [evaluate_policy(make_env(env_cfg, num_envs=1, seed=10 + i), q, device=CPU) for i in range(4)]
+    assert batched.returns.tolist() == [r.returns.item() for r in one_by_one]
+    assert batched.lengths.tolist() == [r.lengths.item() for r in one_by_one]
+    assert batched.return_std == pytest.approx(batched.returns.std(unbiased=False).item())
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _pieces():
+    loss = make_loss(_train_cfg(), _linear_q(torch.randn(3, 2)))
+    optimizer = make_optimizer(_train_cfg(), loss, CPU)
+    return loss, {"q_network": loss.value_network_params, "target_network": loss.target_value_network_params, "optimizer": optimizer}
+
+
+def test_checkpoint_roundtrip_restores_every_piece(tmp_path):
+    loss, pieces = _pieces()
+    update = GradientUpdate(loss, pieces["optimizer"], max_grad_norm=1.0, compile=False, device=CPU)
+    update(_batch(**HAND_BATCH))
+    cfg = OmegaConf.create({"train": {"seed": 3}})
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, config=cfg, counters=Counters(step=120, updates=60, episodes=4, best_eval_return=9.5), pieces=pieces)
+    expected_draw = torch.rand(3)  # the RNG stream continues from the checkpoint
+
+    fresh_loss, fresh_pieces = _pieces()
+    counters, buffer_restored = restore_checkpoint(load_checkpoint(path), pieces=fresh_pieces)
+    assert counters == Counters(step=120, updates=60, episodes=4, best_eval_return=9.5)
+    assert not buffer_restored
+    assert (fresh_loss.value_network_params == loss.value_network_params).all()
+    assert (fresh_loss.target_value_network_params == loss.target_value_network_params).all()
+    state, fresh_state = pieces["optimizer"].state_dict()["state"], fresh_pieces["optimizer"].state_dict()["state"]
+    assert all(torch.equal(state[k]["exp_avg"], fresh_state[k]["exp_avg"]) for k in state)
+    assert torch.equal(torch.rand(3), expected_draw)
+    assert load_checkpoint(path)["config"] == {"train": {"seed": 3}}
+
+
+def test_checkpoint_stores_and_restores_the_replay_buffer(tmp_path):
+    cfg = OmegaConf.create({"kind": "prioritized", "capacity": 32, "alpha": 0.6, "beta_init": 0.4, "beta_final": 1.0, "priority_eps": 1e-6})
+    replay = make_replay_buffer(cfg)
+    replay.extend(TensorDict({"x": torch.arange(20.0)}, batch_size=[20]))
+    replay.update_priority(torch.arange(20), torch.arange(20.0))
+    _, pieces = _pieces()
+    save_checkpoint(tmp_path / "last.pt", config=OmegaConf.create({}), counters=Counters(step=5), pieces=pieces, replay_buffer=replay)
+    save_checkpoint(tmp_path / "last.pt", config=OmegaConf.create({}), counters=Counters(step=9), pieces=pieces, replay_buffer=replay)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last-buffer-9", "last.pt"]  # the stale buffer is gone
+    assert not list((tmp_path / "last-buffer-9").rglob("*.pkl"))
+
+    restored = make_replay_buffer(cfg)
+    _, fresh_pieces = _pieces()
+    _, buffer_restored = restore_checkpoint(load_checkpoint(tmp_path / "last.pt"), pieces=fresh_pieces, replay_buffer=restored)
+    assert buffer_restored and len(restored) == 20
+    assert torch.equal(restored[:20]["x"], torch.arange(20.0))
+    index = torch.arange(20)
+    assert torch.allclose(torch.as_tensor(restored.sampler._sum_tree[index]), torch.as_tensor(replay.sampler._sum_tree[index]))
+
+
+class _CallsOnLoad:
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_bad_checkpoints_give_one_line_errors(tmp_path):
+    missing = tmp_path / "nope.pt"
+    truncated = tmp_path / "truncated.pt"
+    _, pieces = _pieces()
+    save_checkpoint(truncated, config=OmegaConf.create({}), counters=Counters(), pieces=pieces)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    foreign_dict = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign_dict)
+    foreign_pickle = tmp_path / "pickle.pt"
+    foreign_pickle.write_bytes(pickle.dumps(_CallsOnLoad()))  # plain unpickling would call os.getcwd: refused
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(bytes(range(256)) * 4)
+    for path in (missing, truncated, foreign_dict, foreign_pickle, noise):
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(path)
+        message = str(err.value)
+        assert str(path) in message and "\n" not in message

@@ -1,0 +1,43 @@
+"""Learning to threshold with the default configuration of each env preset.
+
+CartPole runs in the default suite (about a minute on two CPU cores); the multi-seed and LunarLander runs are
+``slow`` (``make test-slow``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_module
+
+
+def _train(run_dir, *overrides):
+    result = run_module("rlpipe.train", *overrides, f"hydra.run.dir={run_dir}", timeout=3600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_cartpole_default_config_solves_within_50k_steps(tmp_path):
+    summary = _train(tmp_path, "train.seed=0")
+    assert summary["solved"], summary["evaluations"]
+    assert summary["solved_at_step"] <= 50_000
+    assert summary["eval_episodes"] == 20 and summary["eval_return_mean"] >= 475
+    # the saved agent holds up on 20 fresh episodes
+    result = run_module("rlpipe.evaluate", f"checkpoint={tmp_path / 'checkpoints' / 'best.pt'}", "eval.episodes=20", "eval.seed=123")
+    assert result.returncode == 0, result.stderr
+    assert result.json_lines()[-1]["return_mean"] >= 475
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cartpole_solves_on_other_seeds(tmp_path, seed):
+    summary = _train(tmp_path, f"train.seed={seed}")
+    assert summary["solved"] and summary["solved_at_step"] <= 50_000, summary["evaluations"]
+
+
+@pytest.mark.slow
+def test_lunarlander_reaches_200_within_200k_steps(tmp_path):
+    summary = _train(tmp_path, "env=lunarlander", "train.seed=0")
+    assert summary["solved"] and summary["solved_at_step"] <= 200_000, summary["evaluations"]
