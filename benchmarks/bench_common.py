@@ -43,16 +43,22 @@ def rate(fn: Callable[[], object], *, calls: int, warmup: int = 10) -> float:
 def interleaved_medians(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, dict[str, float]]:
     """Runs each contender once per round, in turn, and reports the median (and spread) of its rates.
 
-    Interleaving keeps slow drifts of a shared machine from favouring whichever contender ran first.
+    Interleaving keeps slow drifts of a shared machine from favouring whichever contender ran first. Each
+    contender's per-round rates are kept (``rates``) so that callers can form paired ratios round by round.
     """
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, measure in contenders.items():
             samples[name].append(measure())
     return {
-        name: {"median": statistics.median(v), "min": min(v), "max": max(v), "rounds": len(v)}
+        name: {"median": statistics.median(v), "min": min(v), "max": max(v), "rates": v}
         for name, v in samples.items()
     }
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median over rounds of numerator/denominator measured back to back: robust to the machine's drift."""
+    return statistics.median(n / d for n, d in zip(numerator, denominator))
 
 
 def machine() -> dict[str, object]:

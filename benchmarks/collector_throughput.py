@@ -22,7 +22,7 @@ import torch
 from tensordict.nn import TensorDictSequential
 from torchrl.collectors import Collector
 
-from bench_common import compose_config, interleaved_medians, rate, save
+from bench_common import compose_config, interleaved_medians, paired_ratio, rate, save
 from rlpipe.envs import make_env
 from rlpipe.exploration import make_exploration
 from rlpipe.models import make_q_network
@@ -87,7 +87,7 @@ def main() -> None:
         cfg = compose_config([f"env={args.env}", f"env.num_envs={num_envs}", "train.steps_per_collect=256"])
         collect, q_network = rlpipe_collector(cfg, num_envs, with_replay=False)
         collect_and_store, _ = rlpipe_collector(cfg, num_envs, with_replay=True)
-        n_actions = q_network.spec.space.n
+        n_actions = q_network.spec["action"].space.n
         plain = plain_loop(cfg.env.id, num_envs, q_network.module[0].module, n_actions, steps_per_call=256)
         calls = max(1, args.steps // 256)
         contenders[f"plain gymnasium, {num_envs} env"] = lambda plain=plain, calls=calls: 256 * rate(plain, calls=calls, warmup=1)
@@ -95,13 +95,14 @@ def main() -> None:
         contenders[f"rlpipe Collector + replay, {num_envs} env"] = lambda c=collect_and_store, calls=calls: 256 * rate(c, calls=calls, warmup=1)
 
     results = interleaved_medians(contenders, rounds=args.rounds)
-    print(f"\nCollection throughput, {args.env}, epsilon-greedy ({EPSILON}) with the preset's MLP; median env steps/s")
+    print(f"\nCollection throughput, {args.env}, epsilon-greedy ({EPSILON}) with the preset's MLP; median env steps/s "
+          f"over {args.rounds} interleaved rounds, and the median of the per-round ratios")
     print("| collector | envs | steps/s | vs plain gymnasium |\n| --- | ---: | ---: | ---: |")
     for num_envs in args.num_envs:
-        baseline = results[f"plain gymnasium, {num_envs} env"]["median"]
+        baseline = results[f"plain gymnasium, {num_envs} env"]["rates"]
         for kind in ("plain gymnasium", "rlpipe Collector", "rlpipe Collector + replay"):
             stats = results[f"{kind}, {num_envs} env"]
-            stats["ratio"] = stats["median"] / baseline
+            stats["ratio"] = paired_ratio(stats["rates"], baseline)
             print(f"| {kind} | {num_envs} | {stats['median']:.0f} | {stats['ratio']:.2f} |")
     save(f"collector_throughput_{args.env}", {"env": args.env, "epsilon": EPSILON, "results": results})
 

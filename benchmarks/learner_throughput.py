@@ -1,7 +1,8 @@
 """Learner throughput: gradient updates per second of rlpipe's learning phase versus a plain PyTorch update.
 
 Both sides update the same MLP (the env preset's model: 256x256 ReLU for CartPole) on batches of the same size,
-in the same process, interleaved over several rounds; medians are reported.
+in the same process, interleaved over several rounds; medians are reported. Each rlpipe variant runs in a process
+of its own, with its own plain-PyTorch baseline, as a training run would.
 
 - **plain PyTorch**: the textbook double-DQN update (as in CleanRL's ``dqn.py``): uniform indices into preallocated
   tensors, three forward passes, Huber loss, backward, gradient-norm clipping, Adam.
@@ -12,20 +13,23 @@ in the same process, interleaved over several rounds; medians are reported.
 K is the preset's updates per learning phase (``steps_per_collect * updates_per_step``: 128 for CartPole) and, as
 the worst case, 1.
 
-    python benchmarks/learner_throughput.py [--env cartpole] [--rounds 7] [--updates 600]
+    python benchmarks/learner_throughput.py [--env cartpole] [--rounds 15] [--updates 256]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import subprocess
+import sys
 
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import nn
 
-from bench_common import compose_config, interleaved_medians, rate, save
+from bench_common import compose_config, interleaved_medians, paired_ratio, rate, save
 from rlpipe.envs import make_env
 from rlpipe.learner import GradientUpdate, make_loss, make_optimizer, make_target_updater
 from rlpipe.models import ACTIVATIONS, make_q_network
@@ -108,39 +112,62 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
     return phase
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="cartpole")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--updates", type=int, default=600, help="timed updates per contender per round")
-    parser.add_argument("--buffer-size", type=int, default=50_000)
-    args = parser.parse_args()
+def measure_variant(args: argparse.Namespace) -> dict:
+    """Plain PyTorch against one rlpipe variant, interleaved in this process."""
     cfg = compose_config([f"env={args.env}"])
     env = make_env(cfg.env)
     n_obs = env.full_observation_spec_unbatched["observation"].shape[-1]
     n_actions = env.full_action_spec_unbatched["action"].space.n
     data = random_transitions(args.buffer_size, n_obs, n_actions)
-    preset_k = int(cfg.train.steps_per_collect * cfg.train.updates_per_step)
-
+    buffer, k, mode = args.variant.split(":")
+    k = int(k)
     plain = plain_pytorch_update(data, cfg, n_obs, n_actions)
-    contenders = {"plain PyTorch": lambda: rate(plain, calls=args.updates)}
-    for k in sorted({preset_k, 1}, reverse=True):
-        for buffer in ("prioritized", "uniform"):
-            phase = rlpipe_phase(data, [f"env={args.env}", f"buffer={buffer}"], updates_per_phase=k, compile=True)
-            contenders[f"rlpipe {buffer}, K={k}"] = lambda phase=phase, k=k: k * rate(phase, calls=max(1, args.updates // k), warmup=1)
-    eager = rlpipe_phase(data, [f"env={args.env}"], updates_per_phase=preset_k, compile=False)
-    contenders[f"rlpipe prioritized, K={preset_k}, eager (train.compile=false)"] = (
-        lambda: preset_k * rate(eager, calls=max(1, args.updates // preset_k), warmup=1)
+    phase = rlpipe_phase(data, [f"env={args.env}", f"buffer={buffer}"], updates_per_phase=k, compile=mode == "compiled")
+    results = interleaved_medians(
+        {
+            "plain": lambda: rate(plain, calls=args.updates),
+            "rlpipe": lambda: k * rate(phase, calls=max(1, args.updates // k), warmup=0),
+        },
+        rounds=args.rounds,
     )
+    return {"buffer": buffer, "updates_per_phase": k, "mode": mode, **results,
+            "ratio": paired_ratio(results["rlpipe"]["rates"], results["plain"]["rates"])}
 
-    results = interleaved_medians(contenders, rounds=args.rounds)
-    baseline = results["plain PyTorch"]["median"]
-    print(f"\nLearner throughput, {args.env}: MLP {list(cfg.model.hidden_sizes)}, batch {cfg.train.batch_size}, "
-          f"{args.rounds} interleaved rounds of {args.updates} updates, median updates/s")
-    print(f"| update | updates/s | vs plain PyTorch |\n| --- | ---: | ---: |")
-    for name, stats in results.items():
-        stats["ratio"] = stats["median"] / baseline
-        print(f"| {name} | {stats['median']:.0f} | {stats['ratio']:.2f} |")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="cartpole")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--updates", type=int, default=256, help="timed updates per contender per round")
+    parser.add_argument("--buffer-size", type=int, default=50_000)
+    parser.add_argument("--variant", help="buffer:K:compiled|eager; measure only this one (used by the full run)")
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(measure_variant(args)))
+        return
+
+    cfg = compose_config([f"env={args.env}"])
+    preset_k = int(cfg.train.steps_per_collect * cfg.train.updates_per_step)
+    variants = [f"{buffer}:{k}:compiled" for k in sorted({preset_k, 1}, reverse=True) for buffer in ("prioritized", "uniform")]
+    variants.append(f"prioritized:{preset_k}:eager")
+    # One process per variant, as in training: several compiled updates in one process share Dynamo's cache
+    # entries and slow each other down.
+    results = []
+    for variant in variants:
+        command = [sys.executable, __file__, "--variant", variant, "--env", args.env, "--rounds", str(args.rounds),
+                   "--updates", str(args.updates), "--buffer-size", str(args.buffer_size)]
+        proc = subprocess.run(command, capture_output=True, text=True, check=True)
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(f"measured {variant}", flush=True)
+
+    print(f"\nLearner throughput, {args.env}: MLP {list(cfg.model.hidden_sizes)}, batch {cfg.train.batch_size}; "
+          f"{args.rounds} interleaved rounds of {args.updates} updates per contender; medians, and the median of the "
+          f"per-round ratios")
+    print("| rlpipe update | K (updates per phase) | rlpipe updates/s | plain PyTorch updates/s | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for r in results:
+        name = f"{r['buffer']} replay, {'compiled' if r['mode'] == 'compiled' else 'eager (train.compile=false)'}"
+        print(f"| {name} | {r['updates_per_phase']} | {r['rlpipe']['median']:.0f} | {r['plain']['median']:.0f} | {r['ratio']:.2f} |")
     save(f"learner_throughput_{args.env}", {
         "env": args.env, "hidden_sizes": list(cfg.model.hidden_sizes), "batch_size": cfg.train.batch_size,
         "preset_updates_per_phase": preset_k, "results": results,

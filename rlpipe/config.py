@@ -47,8 +47,6 @@ def between(low: float, high: float) -> Rule:
 
 def _key(rule: Rule | None = None, default: Any = MISSING) -> Any:
     """A schema field: its type comes from the annotation, its value from conf/, its rule from here."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"rule": rule})
     return field(default=default, metadata={"rule": rule})
 
 

@@ -75,16 +75,18 @@ class UpdateResult:
 class GradientUpdate:
     """One double-DQN gradient step on a sampled batch: loss -> backward -> clip -> Adam step.
 
-    The sampled tensors go in as plain tensors and the TensorDict that ``DQNLoss`` reads is rebuilt inside the
-    step: compiled, that rebuild is free and ``torch.compile`` guards on a few tensors rather than on a
-    TensorDict tree. Compiling the whole step (loss, backward, clipping and the optimizer) is what brings
-    ``DQNLoss`` to the speed of a hand-written PyTorch update (``benchmarks/learner_throughput.py``).
+    With ``compile``, ``torch.compile`` builds one graph for the loss: the ``DQNLoss`` forward, whose backward
+    AOTAutograd compiles too. The sampled tensors go in as plain tensors and the TensorDict that ``DQNLoss`` reads
+    is rebuilt inside the graph, where it costs nothing. ``loss.backward()``, clipping and the fused Adam step stay
+    eager: Dynamo does not trace ``backward()``, and a graph break inside one compiled function, like compiling the
+    fused optimizer, costs more than it saves (measured on CPU). This brings ``DQNLoss`` to the speed of a
+    hand-written PyTorch update (``benchmarks/learner_throughput.py``).
 
     Args:
         loss_module: the ``DQNLoss``; its online parameters are updated in place.
         optimizer: the optimizer over those parameters.
         max_grad_norm: the global gradient norm is clipped to this value.
-        compile: run the step through ``torch.compile`` (the first call compiles).
+        compile: compile the loss graph (the first call compiles).
         device: where the learner's parameters live; sampled tensors are moved there.
     """
 
@@ -102,7 +104,8 @@ class GradientUpdate:
         self.max_grad_norm = max_grad_norm
         self.device = device
         self._parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        self._step = torch.compile(self._eager_step, dynamic=False) if compile else self._eager_step
+        loss_module.in_keys  # DQNLoss fills in_keys on first use; doing it now spares a recompile at update 2
+        self._loss = torch.compile(self._eager_loss, dynamic=False) if compile else self._eager_loss
 
     def __call__(self, batch: TensorDict) -> UpdateResult:
         """Updates the online network on ``batch`` (``TRANSITION_KEYS``, plus PER weights when prioritized)."""
@@ -110,10 +113,14 @@ class GradientUpdate:
         weight = batch.get(PRIORITY_WEIGHT_KEY, None)
         if weight is not None:
             weight = weight.to(self.device, non_blocking=True)
-        loss, priority, grad_norm = self._step(*tensors, weight)
-        return UpdateResult(loss=loss, priority=priority, grad_norm=grad_norm)
+        loss, priority = self._loss(*tensors, weight)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters, self.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=False)
+        return UpdateResult(loss=loss.detach(), priority=priority, grad_norm=grad_norm.detach())
 
-    def _eager_step(
+    def _eager_loss(
         self,
         observation: torch.Tensor,  # [B, O]
         action: torch.Tensor,  # [B]
@@ -122,7 +129,8 @@ class GradientUpdate:
         done: torch.Tensor,  # [B, 1]
         terminated: torch.Tensor,  # [B, 1]
         weight: torch.Tensor | None,  # [B] or None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss ``[]`` and the new priorities ``[B]`` of a batch."""
         batch = TensorDict(
             {
                 TRANSITION_KEYS[0]: observation,
@@ -137,13 +145,9 @@ class GradientUpdate:
         if weight is not None:
             batch.set(PRIORITY_WEIGHT_KEY, weight)
         loss = self.loss_module(batch)["loss"]
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters, self.max_grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=False)
         squared_td_error = batch.get(self.loss_module.tensor_keys.priority)  # [B, 1], written by DQNLoss
         priority = squared_td_error.reshape(-1).sqrt()  # [B] |delta|: see rlpipe.replay for why not delta^2
-        return loss.detach(), priority, grad_norm.detach()
+        return loss, priority
 
 
 class TargetUpdaterState:

@@ -29,4 +29,6 @@ def seed_everything(seed: int) -> None:
 
 def quiet_libraries() -> None:
     """TorchRL logs every storage allocation at INFO; keep its warnings only."""
+    import torchrl  # noqa: F401  (torchrl sets its logger's level when first imported)
+
     logging.getLogger("torchrl").setLevel(logging.WARNING)

@@ -153,15 +153,15 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, m
     """Regression guard: a NaN must stop training before it reaches a checkpoint."""
     from rlpipe import learner
 
-    real_step = learner.GradientUpdate._eager_step
+    real_loss = learner.GradientUpdate._eager_loss
     calls = {"n": 0}
 
-    def poisoned_step(self, *tensors):
+    def poisoned_loss(self, *tensors):
         calls["n"] += 1
-        loss, priority, grad_norm = real_step(self, *tensors)
-        return (loss * float("nan") if calls["n"] > 150 else loss), priority, grad_norm
+        loss, priority = real_loss(self, *tensors)
+        return (loss * float("nan") if calls["n"] > 150 else loss), priority
 
-    monkeypatch.setattr(learner.GradientUpdate, "_eager_step", poisoned_step)
+    monkeypatch.setattr(learner.GradientUpdate, "_eager_loss", poisoned_loss)
     cfg = compose_config([*SHORT, "train.total_steps=2000", "checkpoint.interval_steps=256", "train.steps_per_collect=64"])
     with pytest.raises(TrainingDiverged, match="the loss became nan at update"):
         train(cfg, tmp_path)
