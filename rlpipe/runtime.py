@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import warnings
 
 import numpy as np
 import torch
@@ -28,7 +29,14 @@ def seed_everything(seed: int) -> None:
 
 
 def quiet_libraries() -> None:
-    """TorchRL logs every storage allocation at INFO; keep its warnings only."""
+    """Silences library chatter that says nothing about the run.
+
+    - TorchRL logs every storage allocation at INFO: keep its warnings only.
+    - tensordict 0.14 reads a Dynamo setting that torch 2.14 deprecated (a FutureWarning on every compile).
+    - Inductor notes that the CUDA wheel of torch finds no CUDA runtime when it compiles for the CPU.
+    """
     import torchrl  # noqa: F401  (torchrl sets its logger's level when first imported)
 
     logging.getLogger("torchrl").setLevel(logging.WARNING)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*inline_inbuilt_nn_modules is deprecated", category=FutureWarning)

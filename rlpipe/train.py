@@ -66,7 +66,13 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(f"rlpipe.train: invalid configuration: {err}") from None
     except (CheckpointError, TrainingDiverged) as err:
         raise SystemExit(f"rlpipe.train: {err}") from None
-    print(json.dumps(summary))
+    solved = f"; solved at step {summary['solved_at_step']} after {summary['solved_at_seconds']:.1f} s" if summary["solved"] else ""
+    print(f"run directory: {summary['run_dir']}")
+    print(
+        f"final evaluation: {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} over "
+        f"{summary['eval_episodes']} episodes at step {summary['steps']}{solved}"
+    )
+    print(json.dumps({key: value for key, value in summary.items() if key != "evaluations"}))
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -235,7 +241,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 eval=f"{last_eval.return_mean:.1f}" if last_eval else "-",
             )
             next_log = _next_multiple(counters.step, log_interval)
-        progress.update(batch.numel())
+        progress.update(min(batch.numel(), total_steps - progress.n))  # the last collect may overshoot
         if stopping:
             break
 
