@@ -3,8 +3,9 @@
 Hydra composes the run's configuration from ``conf/``; :func:`validate` then checks it before any work starts.
 Every key must be known, of the declared type, and inside its allowed range; an error names the key and what is
 allowed. The YAML files under ``conf/`` hold the values and a one-line comment per key; the dataclasses below hold
-only the types and the rules. Groups with several families (``exploration``, ``buffer``, ``logger``) pick their
-schema from their ``kind`` key, so a new family adds one dataclass and one entry in ``_FAMILY_SCHEMAS``.
+only the types and the rules. Groups with several families (``env``, ``model``, ``exploration``, ``buffer``,
+``logger``) pick their schema from their ``kind`` key, so a new family adds one dataclass and one entry in
+``_FAMILY_SCHEMAS``.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class CheckpointConfig:
 
 
 @dataclass
-class EnvConfig:
+class ClassicEnvConfig:
     name: str = _key()
     kind: str = _key(one_of("classic"))
     id: str = _key()
@@ -96,9 +97,38 @@ class EnvConfig:
 
 
 @dataclass
-class ModelConfig:
+class AtariEnvConfig:
+    name: str = _key()
+    kind: str = _key(one_of("atari"))
+    id: str = _key()
+    num_envs: int = _key(at_least(1))
+    solved_return: Optional[float] = _key(default=None)
+    frame_skip: int = _key(at_least(1))
+    repeat_action_probability: float = _key(between(0.0, 1.0))
+    noop_max: int = _key(at_least(0))
+    screen_size: int = _key(at_least(8))
+    frame_stack: int = _key(at_least(1))
+    episodic_life: bool = _key()
+    living_penalty: float = _key(Rule(lambda v: v <= 0, "a number <= 0 (0 switches it off)"))
+    life_loss_penalty: float = _key(Rule(lambda v: v <= 0, "a number <= 0 (0 switches it off)"))
+    clip_reward_to_sign: bool = _key()
+
+
+@dataclass
+class MlpConfig:
     kind: str = _key(one_of("mlp"))
     hidden_sizes: list[int] = _key(Rule(lambda v: len(v) > 0 and all(h >= 1 for h in v), "a non-empty list of sizes >= 1"))
+    activation: str = _key(one_of("relu", "tanh", "elu", "leaky_relu"))
+    dueling: bool = _key()
+
+
+@dataclass
+class NatureCnnConfig:
+    kind: str = _key(one_of("nature_cnn"))
+    channels: list[int] = _key(Rule(lambda v: len(v) > 0 and all(c >= 1 for c in v), "a non-empty list of channel counts >= 1"))
+    kernel_sizes: list[int] = _key(Rule(lambda v: len(v) > 0 and all(k >= 1 for k in v), "a non-empty list of sizes >= 1"))
+    strides: list[int] = _key(Rule(lambda v: len(v) > 0 and all(k >= 1 for k in v), "a non-empty list of strides >= 1"))
+    hidden_size: int = _key(at_least(1))
     activation: str = _key(one_of("relu", "tanh", "elu", "leaky_relu"))
     dueling: bool = _key()
 
@@ -113,6 +143,18 @@ class EGreedyConfig:
 
 
 @dataclass
+class TemperatureConfig:
+    kind: str = _key(one_of("temperature"))
+    temperature_init: float = _key(positive())
+    temperature_final: float = _key(positive())
+    decay_per_episode: float = _key(Rule(lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"))
+    decay_slowdown: float = _key(positive())
+
+
+_STORAGE = one_of("memory", "memmap")
+
+
+@dataclass
 class PrioritizedBufferConfig:
     kind: str = _key(one_of("prioritized"))
     capacity: int = _key(at_least(1))
@@ -120,12 +162,16 @@ class PrioritizedBufferConfig:
     beta_init: float = _key(between(0.0, 1.0))
     beta_final: float = _key(between(0.0, 1.0))
     priority_eps: float = _key(positive())
+    storage: str = _key(_STORAGE)
+    memmap_dir: Optional[str] = _key(default=None)
 
 
 @dataclass
 class UniformBufferConfig:
     kind: str = _key(one_of("uniform"))
     capacity: int = _key(at_least(1))
+    storage: str = _key(_STORAGE)
+    memmap_dir: Optional[str] = _key(default=None)
 
 
 @dataclass
@@ -150,11 +196,11 @@ _SECTION_SCHEMAS: dict[str, type] = {
     "train": TrainConfig,
     "eval": EvalConfig,
     "checkpoint": CheckpointConfig,
-    "env": EnvConfig,
-    "model": ModelConfig,
 }
 _FAMILY_SCHEMAS: dict[str, dict[str, type]] = {
-    "exploration": {"egreedy": EGreedyConfig},
+    "env": {"classic": ClassicEnvConfig, "atari": AtariEnvConfig},
+    "model": {"mlp": MlpConfig, "nature_cnn": NatureCnnConfig},
+    "exploration": {"egreedy": EGreedyConfig, "temperature": TemperatureConfig},
     "buffer": {"prioritized": PrioritizedBufferConfig, "uniform": UniformBufferConfig},
     "logger": {"csv": CsvLoggerConfig, "tensorboard": TensorboardLoggerConfig, "wandb": WandbLoggerConfig},
 }
@@ -234,6 +280,19 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
         )
     if train.batch_size > buffer.capacity:
         raise ConfigError(f"train.batch_size={train.batch_size} is invalid: expected at most buffer.capacity={buffer.capacity}")
+    if exploration.kind == "temperature" and exploration.temperature_final > exploration.temperature_init:
+        raise ConfigError(
+            f"exploration.temperature_final={exploration.temperature_final} is invalid: expected at most "
+            f"exploration.temperature_init={exploration.temperature_init}"
+        )
+    if buffer.storage == "memmap" and buffer.memmap_dir is None:
+        raise ConfigError("buffer.memmap_dir=None is invalid with buffer.storage=memmap: expected a directory")
+    model_for_pixels = cfg.model.kind == "nature_cnn"
+    if model_for_pixels != (cfg.env.kind == "atari"):
+        raise ConfigError(
+            f"model={cfg.model.kind} does not fit env={cfg.env.name} ({cfg.env.kind}): "
+            f"expected model=nature_cnn for pixel (atari) environments and model=mlp otherwise"
+        )
     if exploration.kind == "egreedy":
         if exploration.eps_final > exploration.eps_init:
             raise ConfigError(

@@ -20,7 +20,8 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from rlpipe.checkpoint import CheckpointError, load_checkpoint
 from rlpipe.config import ConfigError, validate
-from rlpipe.envs import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, make_env
+from rlpipe.envs import make_env, score_key
+from rlpipe.keys import EPISODE_LENGTH_KEY
 from rlpipe.models import make_q_network
 from rlpipe.runtime import pick_device, quiet_libraries, seed_everything
 
@@ -29,7 +30,7 @@ from rlpipe.runtime import pick_device, quiet_libraries, seed_everything
 class EvalResult:
     """Returns and lengths of the evaluation episodes."""
 
-    returns: torch.Tensor  # [episodes]
+    returns: torch.Tensor  # [episodes] game score (the unshaped return)
     lengths: torch.Tensor  # [episodes] agent steps
 
     @property
@@ -50,7 +51,7 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate_policy(env: EnvBase, actor: TensorDictModuleBase, *, device: torch.device, max_steps: int = 1_000_000) -> EvalResult:
-    """Plays one episode in each sub-environment of ``env`` with ``actor`` (greedy) and returns their results.
+    """Plays one episode in each sub-environment of ``env`` with ``actor`` (greedy) and returns their game scores.
 
     Every sub-environment contributes exactly its first episode. Taking the first N episodes to *finish* from a
     vectorized env instead would over-sample short episodes.
@@ -62,6 +63,7 @@ def evaluate_policy(env: EnvBase, actor: TensorDictModuleBase, *, device: torch.
         max_steps: a bound on the batched steps, for environments without a time limit.
     """
     n_episodes = env.batch_size.numel()
+    score = score_key(env)  # the game score: unshaped where the env shapes the training reward
     returns = torch.zeros(n_episodes)
     lengths = torch.zeros(n_episodes, dtype=torch.long)
     finished = torch.zeros(n_episodes, dtype=torch.bool)
@@ -73,7 +75,7 @@ def evaluate_policy(env: EnvBase, actor: TensorDictModuleBase, *, device: torch.
             done = td.get(("next", "done")).reshape(n_episodes)
             newly_done = done & ~finished
             if newly_done.any():
-                returns[newly_done] = td.get(("next", EPISODE_RETURN_KEY)).reshape(n_episodes)[newly_done].float()
+                returns[newly_done] = td.get(("next", score)).reshape(n_episodes)[newly_done].float()
                 lengths[newly_done] = td.get(("next", EPISODE_LENGTH_KEY)).reshape(n_episodes)[newly_done]
                 finished |= done
                 if finished.all():

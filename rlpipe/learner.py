@@ -14,7 +14,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler
 from torchrl.modules import QValueActor
 from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
 
-from rlpipe.replay import PRIORITY_WEIGHT_KEY, TRANSITION_KEYS
+from rlpipe.keys import PRIORITY_WEIGHT_KEY, TRANSITION_KEYS
 
 
 def make_loss(train_cfg: DictConfig, q_network: QValueActor) -> DQNLoss:

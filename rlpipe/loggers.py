@@ -68,13 +68,16 @@ class MetricWindow:
     def _reset(self, step: int, updates: int) -> None:
         self._start = (time.perf_counter(), step, updates)
         self._returns: list[float] = []
+        self._scores: list[float] = []
         self._lengths: list[int] = []
         self._losses: list[torch.Tensor] = []
         self._grad_norms: list[torch.Tensor] = []
         self._per: dict[str, torch.Tensor] = {}
 
-    def record_episodes(self, returns: list[float], lengths: list[int]) -> None:
+    def record_episodes(self, returns: list[float], scores: list[float], lengths: list[int]) -> None:
+        """Finished training episodes: training returns, game scores (unshaped), lengths in agent steps."""
         self._returns += returns
+        self._scores += scores
         self._lengths += lengths
         self._recent_returns.extend(returns)
 
@@ -101,6 +104,7 @@ class MetricWindow:
         }
         if self._returns:
             metrics["episode/reward"] = sum(self._returns) / len(self._returns)
+            metrics["episode/score"] = sum(self._scores) / len(self._scores)
             metrics["episode/length"] = sum(self._lengths) / len(self._lengths)
         if self._losses:
             metrics["train/loss"] = torch.cat(self._losses).mean().item()

@@ -1,6 +1,6 @@
 """Q-networks, sized from the environment's specs.
 
-Shape legend: ``B`` batch, ``O`` observation features, ``A`` actions.
+Shape legend: ``B`` batch, ``O`` observation features, ``A`` actions, ``C`` stacked frames, ``H``/``W`` frame size.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 from torchrl.envs import EnvBase
-from torchrl.modules import MLP, QValueActor
-from torchrl.modules.models import DuelingMlpDQNet
+from torchrl.modules import MLP, ConvNet, QValueActor
+from torchrl.modules.models import DuelingCnnDQNet, DuelingMlpDQNet
 
-from rlpipe.envs import OBSERVATION_KEY
+from rlpipe.keys import OBSERVATION_KEY
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -23,26 +23,35 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 def make_q_network(model_cfg: DictConfig, env: EnvBase, device: torch.device) -> QValueActor:
-    """A ``QValueActor`` mapping ``observation [B, O]`` to ``action_value [B, A]`` and the greedy ``action [B]``.
-
-    The plain network is an MLP ``O -> hidden_sizes -> A``. With ``model_cfg.dueling`` the last hidden layer
-    feeds a value stream and an advantage stream, ``Q = V + A - mean(A)`` (Wang et al. 2016,
-    https://arxiv.org/abs/1511.06581), using TorchRL's ``DuelingMlpDQNet``.
+    """A ``QValueActor`` mapping ``observation`` to ``action_value [B, A]`` and the greedy ``action [B]``.
 
     Args:
-        model_cfg: the ``model`` config section.
+        model_cfg: the ``model`` config section; ``kind`` picks :func:`make_mlp` or :func:`make_nature_cnn`.
         env: any env of the task; only its (unbatched) specs are read.
         device: where the parameters live.
     """
     observation_spec = env.full_observation_spec_unbatched[OBSERVATION_KEY]
     action_spec = env.full_action_spec_unbatched["action"]
-    n_observations = observation_spec.shape[-1]
     n_actions = action_spec.space.n
+    factory = {"mlp": make_mlp, "nature_cnn": make_nature_cnn}[model_cfg.kind]
+    net = factory(model_cfg, observation_shape=observation_spec.shape, n_actions=n_actions)
+    actor = QValueActor(net, in_keys=[OBSERVATION_KEY], spec=action_spec).to(device)
+
+    with torch.no_grad():  # a dummy forward pass confirms the sizes before training starts
+        probe = observation_spec.zero().unsqueeze(0).to(device)  # [1, *observation_shape]
+        q_values = net(probe)  # [1, A]
+    assert q_values.shape == (1, n_actions), f"Q-network output {tuple(q_values.shape)} != (1, {n_actions})"
+    return actor
+
+
+def make_mlp(model_cfg: DictConfig, *, observation_shape: torch.Size, n_actions: int) -> nn.Module:
+    """An MLP ``O -> hidden_sizes -> A``; with ``model_cfg.dueling`` the last hidden layer feeds a value and an
+    advantage stream, ``Q = V + A - mean(A)`` (Wang et al. 2016, https://arxiv.org/abs/1511.06581)."""
+    n_observations = observation_shape[-1]
     hidden = list(model_cfg.hidden_sizes)
     activation = ACTIVATIONS[model_cfg.activation]
-
     if model_cfg.dueling:
-        net: nn.Module = DuelingMlpDQNet(
+        return DuelingMlpDQNet(
             n_actions,
             mlp_kwargs_feature={
                 "in_features": n_observations,
@@ -53,12 +62,36 @@ def make_q_network(model_cfg: DictConfig, env: EnvBase, device: torch.device) ->
             },
             mlp_kwargs_output={"in_features": hidden[-1], "depth": 0},
         )
-    else:
-        net = MLP(in_features=n_observations, out_features=n_actions, num_cells=hidden, activation_class=activation)
-    actor = QValueActor(net, in_keys=[OBSERVATION_KEY], spec=action_spec).to(device)
+    return MLP(in_features=n_observations, out_features=n_actions, num_cells=hidden, activation_class=activation)
 
-    with torch.no_grad():  # a dummy forward pass confirms the sizes before training starts
-        probe = observation_spec.zero().unsqueeze(0).to(device)  # [1, O]
-        q_values = net(probe)  # [1, A]
-    assert q_values.shape == (1, n_actions), f"Q-network output {tuple(q_values.shape)} != (1, {n_actions})"
-    return actor
+
+class BytesToUnit(nn.Module):
+    """uint8 pixels -> float in [0, 1], inside the network: collection and replay keep 1 byte per pixel."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.float().div_(255.0)
+
+
+def make_nature_cnn(model_cfg: DictConfig, *, observation_shape: torch.Size, n_actions: int) -> nn.Module:
+    """The Nature DQN network (Mnih et al. 2015): ``[B, C, H, W]`` uint8 -> 3 conv layers -> ``hidden_size`` -> ``A``.
+
+    The flattened size of the conv features comes from a dummy forward pass (3136 for 84x84 inputs). With
+    ``model_cfg.dueling`` the head is TorchRL's ``DuelingCnnDQNet`` (value and advantage streams).
+    """
+    in_channels = observation_shape[-3]
+    activation = ACTIVATIONS[model_cfg.activation]
+    cnn_kwargs = {
+        "in_features": in_channels,
+        "num_cells": list(model_cfg.channels),
+        "kernel_sizes": list(model_cfg.kernel_sizes),
+        "strides": list(model_cfg.strides),
+        "activation_class": activation,
+    }
+    features = ConvNet(**cnn_kwargs)
+    with torch.no_grad():
+        n_features = features(torch.zeros(1, *observation_shape)).shape[-1]  # [1, F]
+    mlp_kwargs = {"in_features": n_features, "num_cells": [model_cfg.hidden_size], "activation_class": activation}
+    if model_cfg.dueling:
+        head: nn.Module = DuelingCnnDQNet(n_actions, cnn_kwargs=cnn_kwargs, mlp_kwargs=mlp_kwargs)
+        return nn.Sequential(BytesToUnit(), head)
+    return nn.Sequential(BytesToUnit(), features, MLP(out_features=n_actions, **mlp_kwargs))

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from rlpipe.checkpoint import CheckpointError, Counters, load_checkpoint, restore_checkpoint, save_checkpoint
 from rlpipe.config import ConfigError, validate
-from rlpipe.envs import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, make_env
+from rlpipe.envs import make_env, score_key
 from rlpipe.evaluate import EvalResult, evaluate_policy
 from rlpipe.exploration import make_exploration
 from rlpipe.learner import (
@@ -47,7 +47,8 @@ from rlpipe.learner import (
 )
 from rlpipe.loggers import MetricWindow, make_logger
 from rlpipe.models import make_q_network
-from rlpipe.replay import INDEX_KEY, PRIORITY_WEIGHT_KEY, TRANSITION_KEYS, make_beta_schedule, make_replay_buffer
+from rlpipe.keys import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, INDEX_KEY, OBSERVATION_KEY, PRIORITY_WEIGHT_KEY
+from rlpipe.replay import make_beta_schedule, make_replay_buffer
 from rlpipe.runtime import pick_device, quiet_libraries, seed_everything
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation environments are seeded apart from the training environment
@@ -102,7 +103,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     update = GradientUpdate(
         loss_module, optimizer, max_grad_norm=cfg.train.max_grad_norm, compile=cfg.train.compile, device=device
     )
-    replay = make_replay_buffer(cfg.buffer)
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env)
     beta_schedule = make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
     logger = make_logger(cfg.logger, run_dir, run_name=run_dir.name, config=cfg)
     checkpoint_dir = run_dir / "checkpoints"
@@ -155,7 +156,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     next_checkpoint = _next_multiple(counters.step, checkpoint_interval)
     next_log = _next_multiple(counters.step, log_interval)
     update_credit = 0.0  # fractional gradient updates carried to the next learning phase
-    exploration_value = exploration.update(counters.step)
+    exploration_value = exploration.update(step=counters.step, episodes=counters.episodes)
+    score = score_key(env)  # the game score: unshaped where the env shapes the training reward
     last_eval: EvalResult | None = None
     block = None  # the latest learning phase's minibatches (for the Q-value diagnostic)
     evaluations: list[dict[str, float]] = []
@@ -164,19 +166,20 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     progress = tqdm(total=total_steps, initial=counters.step, unit="step", dynamic_ncols=True, mininterval=1.0)
 
     for batch in collector:
-        # ---- Store the transitions the loss reads; count steps and finished episodes.
+        # ---- Store the transitions (the buffer keeps what the loss reads); count steps and finished episodes.
+        replay.extend(batch)  # [num_envs, steps] or [steps]
         batch = batch.reshape(-1)  # [steps_per_collect] transitions
-        replay.extend(batch.select(*TRANSITION_KEYS))
         counters.step += batch.numel()
         done = batch.get(("next", "done")).reshape(-1)
         if done.any():
             returns = batch.get(("next", EPISODE_RETURN_KEY)).reshape(-1)[done].tolist()
+            scores = batch.get(("next", score)).reshape(-1)[done].tolist()
             lengths = batch.get(("next", EPISODE_LENGTH_KEY)).reshape(-1)[done].tolist()
-            window.record_episodes(returns, lengths)
+            window.record_episodes(returns, scores, lengths)
             counters.episodes += len(returns)
 
-        # ---- Schedules are functions of the agent-step counter.
-        exploration_value = exploration.update(counters.step)
+        # ---- Schedules are functions of the run's counters.
+        exploration_value = exploration.update(step=counters.step, episodes=counters.episodes)
         if prioritized:
             replay.sampler.beta = beta_schedule(counters.step)
 
@@ -287,7 +290,7 @@ def _next_multiple(step: int, interval: int) -> int:
 def _mean_q(q_network: QValueActor, block: TensorDictBase) -> float:
     """Mean of ``max_a Q(s, a)`` over the latest sampled states (Mnih et al. 2015 track the same quantity)."""
     device = next(q_network.parameters()).device
-    states = block.select(TRANSITION_KEYS[0]).to(device)
+    states = block.select(OBSERVATION_KEY).to(device)
     return q_network(states).get("chosen_action_value").mean().item()
 
 

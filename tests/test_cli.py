@@ -91,6 +91,31 @@ def test_lunarlander_smoke(tmp_path):
     assert list((tmp_path / "logs" / "tensorboard").glob("events.out.tfevents.*"))
 
 
+BREAKOUT = ["env=breakout", "train.total_steps=320", "train.init_random_steps=160", "buffer.capacity=4000",
+            "train.batch_size=32", "eval.episodes=1", "eval.interval_steps=320", "checkpoint.interval_steps=320",
+            "checkpoint.save_buffer=true", "train.log_interval_steps=80", "train.compile=false"]
+
+
+def test_breakout_smoke_and_resume_with_the_frame_buffer(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    result = run_module("rlpipe.train", *BREAKOUT, f"hydra.run.dir={first}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((first / "summary.json").read_text())
+    assert summary["env"] == "ALE/Breakout-v5" and summary["steps"] >= 320 and summary["updates"] > 0
+    assert summary["eval_return_mean"] >= 0  # the game score, no shaping penalties
+    scalars = first / "logs" / "csv" / "scalars"
+    for metric in ("episode/score", "episode/reward", "train/temperature", "buffer/priority_max", "train/loss"):
+        assert (scalars / f"{metric}.csv").read_text().strip(), metric
+    last = load_checkpoint(first / "checkpoints" / "last.pt")
+    assert last["replay_buffer"] and (first / "checkpoints" / last["replay_buffer"] / "frame_replay.json").is_file()
+
+    result = run_module("rlpipe.train", *BREAKOUT, "train.total_steps=480", f"resume={first / 'checkpoints' / 'last.pt'}",
+                        f"hydra.run.dir={second}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = json.loads((second / "summary.json").read_text())
+    assert resumed["steps"] >= 480 and resumed["updates"] > summary["updates"]
+
+
 def test_wandb_logger_runs_offline(tmp_path):
     _train(tmp_path, "logger=wandb", "train.total_steps=300", "train.init_random_steps=100")
     assert list((tmp_path / "logs").rglob("offline-run-*"))

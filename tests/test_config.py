@@ -17,18 +17,21 @@ from rlpipe.replay import make_beta_schedule, make_replay_buffer
 
 from conftest import CONF_DIR, compose_config
 
-GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+# Groups users choose from; `tuned` is picked by Hydra itself (tuned/<env>_<exploration>.yaml).
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "tuned")
 OPTIONS = [(group, option.stem) for group in GROUPS for option in sorted((CONF_DIR / group).glob("*.yaml"))]
+COMPANIONS = {("model", "nature_cnn"): ["env=breakout"]}  # options that only fit with another choice
+SMALL = ["buffer.capacity=5000"]
 
 
 def test_every_group_has_options():
     assert set(GROUPS) >= {"env", "model", "exploration", "buffer", "logger"}
-    assert len(OPTIONS) >= 9
+    assert len(OPTIONS) >= 12
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_and_builds(group, option, tmp_path):
-    cfg = compose_config([f"{group}={option}"])
+    cfg = compose_config([*COMPANIONS.get((group, option), []), f"{group}={option}", *SMALL])
     device = torch.device("cpu")
     env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=0)
     q_network = make_q_network(cfg.model, env, device)
@@ -37,13 +40,13 @@ def test_every_option_composes_and_builds(group, option, tmp_path):
     optimizer = make_optimizer(cfg.train, loss, device)
     make_lr_scheduler(cfg.train, optimizer, total_updates=100)
     make_target_updater(cfg.train, loss)
-    replay = make_replay_buffer(cfg.buffer)
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env)
     make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
     logger = make_logger(cfg.logger, tmp_path, run_name="test", config=cfg)
     logger.log_metrics({"train/loss": 1.0}, step=1)
     td = q_network(env.reset())
     assert td["action_value"].shape[-1] == env.full_action_spec_unbatched["action"].space.n
-    assert 0.0 <= exploration.module.eps.item() <= 1.0
+    assert exploration.update(step=0, episodes=0) > 0
     assert len(replay) == 0
     env.close()
 
@@ -62,6 +65,23 @@ def test_every_option_composes_and_builds(group, option, tmp_path):
 def test_option_combinations_compose(overrides):
     cfg = compose_config(overrides)
     assert OmegaConf.is_readonly(cfg)
+
+
+@pytest.mark.parametrize("env", ["cartpole", "lunarlander", "breakout"])
+@pytest.mark.parametrize("exploration", ["egreedy", "temperature"])
+def test_every_env_and_exploration_pair_composes(env, exploration):
+    cfg = compose_config([f"env={env}", f"exploration={exploration}"])
+    assert cfg.exploration.kind == exploration and cfg.env.name == env
+
+
+def test_breakout_preset_picks_its_model_exploration_and_schedules():
+    cfg = compose_config(["env=breakout"])
+    assert (cfg.model.kind, cfg.exploration.kind, cfg.buffer.kind) == ("nature_cnn", "temperature", "prioritized")
+    assert (cfg.env.frame_skip, cfg.env.frame_stack, cfg.env.noop_max, cfg.env.repeat_action_probability) == (4, 8, 30, 0.0)
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.max_grad_norm, cfg.train.target_update_steps) == (2.5e-4, 128, 1.0, 500)
+    assert cfg.buffer.capacity == 1_000_000
+    egreedy = compose_config(["env=breakout", "exploration=egreedy"]).exploration
+    assert (egreedy.eps_init, egreedy.eps_final, egreedy.annealing_steps) == (1.0, 0.01, 200_000)
 
 
 def test_env_presets_carry_their_tuned_values():
@@ -95,6 +115,14 @@ def test_env_presets_carry_their_tuned_values():
         (["train.init_random_steps=60000"], "train.init_random_steps=60000 is invalid: expected fewer than train.total_steps=50000"),
         (["train.total_steps=10", "train.init_random_steps=0", "train.batch_size=1000000"], "train.batch_size=1000000 is invalid: expected at most buffer.capacity"),
         (["resume=3"], "resume=3 is invalid: expected a path to a checkpoint, or null"),
+        (["model=nature_cnn"], "model=nature_cnn does not fit env=cartpole (classic): expected model=nature_cnn for pixel"),
+        (["env=breakout", "model=mlp"], "model=mlp does not fit env=breakout (atari)"),
+        (["env=breakout", "env.frame_stack=0"], "env.frame_stack=0 is invalid: expected a number >= 1"),
+        (["env=breakout", "env.living_penalty=0.1"], "env.living_penalty=0.1 is invalid: expected a number <= 0 (0 switches it off)"),
+        (["exploration=temperature", "exploration.temperature_init=0"], "exploration.temperature_init=0.0 is invalid: expected a number > 0"),
+        (["exploration=temperature", "exploration.decay_per_episode=1.5"], "exploration.decay_per_episode=1.5 is invalid: expected a number in (0, 1]"),
+        (["buffer.storage=memmap"], "buffer.memmap_dir=None is invalid with buffer.storage=memmap: expected a directory"),
+        (["buffer.storage=disk"], "buffer.storage='disk' is invalid: expected one of memory, memmap"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(overrides, expected):

@@ -18,10 +18,11 @@ from torchrl.modules import QValueActor
 from rlpipe.checkpoint import CheckpointError, Counters, load_checkpoint, restore_checkpoint, save_checkpoint
 from rlpipe.envs import make_env
 from rlpipe.evaluate import evaluate_policy
-from rlpipe.exploration import EpsilonSchedule, make_exploration
+from rlpipe.exploration import BoltzmannModule, EpsilonSchedule, TemperatureSchedule, make_exploration
 from rlpipe.learner import GradientUpdate, make_loss, make_optimizer, make_target_updater
 from rlpipe.models import make_q_network
-from rlpipe.replay import INDEX_KEY, TRANSITION_KEYS, BetaSchedule, make_replay_buffer
+from rlpipe.keys import INDEX_KEY, TRANSITION_KEYS
+from rlpipe.replay import BetaSchedule, make_replay_buffer
 
 CPU = torch.device("cpu")
 
@@ -90,6 +91,20 @@ def _hand_targets(gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
     return q_pred, r + gamma * (1 - term) * q_next
 
 
+def _classic_replay(*, capacity: int, alpha: float = 0.6, beta: float = 0.4, priority_eps: float = 1e-6):
+    buffer_cfg = OmegaConf.create({"kind": "prioritized", "capacity": capacity, "alpha": alpha, "beta_init": beta,
+                                   "beta_final": 1.0, "priority_eps": priority_eps, "storage": "memory", "memmap_dir": None})
+    env_cfg = OmegaConf.create({"kind": "classic", "id": "CartPole-v1"})
+    return make_replay_buffer(buffer_cfg, env_cfg, make_env(env_cfg))
+
+
+def _random_transitions(n: int, n_obs: int = 2, n_actions: int = 3) -> TensorDict:
+    return _batch(
+        obs=torch.randn(n, n_obs).tolist(), action=torch.randint(0, n_actions, (n,)).tolist(), next_obs=torch.randn(n, n_obs).tolist(),
+        reward=torch.randn(n).tolist(), terminated=(torch.rand(n) < 0.3).tolist(), truncated=[False] * n,
+    )
+
+
 # ---------------------------------------------------------------- networks
 
 
@@ -97,7 +112,7 @@ def _hand_targets(gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("dueling", [False, True])
 def test_q_network_shapes_come_from_specs(env_id, n_obs, n_actions, dueling):
     env = make_env(OmegaConf.create({"kind": "classic", "id": env_id}), num_envs=3, seed=0)
-    q = make_q_network(OmegaConf.create({"hidden_sizes": [32, 16], "activation": "relu", "dueling": dueling}), env, CPU)
+    q = make_q_network(OmegaConf.create({"kind": "mlp", "hidden_sizes": [32, 16], "activation": "relu", "dueling": dueling}), env, CPU)
     td = q(env.reset())
     assert td["observation"].shape == (3, n_obs)
     assert td["action_value"].shape == (3, n_actions)
@@ -108,7 +123,7 @@ def test_q_network_shapes_come_from_specs(env_id, n_obs, n_actions, dueling):
 
 def test_dueling_head_combines_value_and_mean_centred_advantage():
     env = make_env(OmegaConf.create({"kind": "classic", "id": "CartPole-v1"}))
-    q = make_q_network(OmegaConf.create({"hidden_sizes": [8], "activation": "relu", "dueling": True}), env, CPU)
+    q = make_q_network(OmegaConf.create({"kind": "mlp", "hidden_sizes": [8], "activation": "relu", "dueling": True}), env, CPU)
     net = q.module[0].module
     x = torch.randn(5, 4)
     features = net.features(x)
@@ -137,11 +152,11 @@ def test_exponential_epsilon_schedule_values():
 
 def test_exploration_module_follows_schedule_and_explores_at_that_rate():
     action_spec = Categorical(4)
-    cfg = OmegaConf.create({"eps_init": 1.0, "eps_final": 0.2, "annealing": "linear", "annealing_steps": 100})
+    cfg = OmegaConf.create({"kind": "egreedy", "eps_init": 1.0, "eps_final": 0.2, "annealing": "linear", "annealing_steps": 100})
     exploration = make_exploration(cfg, action_spec, CPU)
-    assert exploration.update(50) == pytest.approx(0.6)
+    assert exploration.update(step=50, episodes=0) == pytest.approx(0.6)
     assert exploration.module.eps.item() == pytest.approx(0.6)
-    exploration.update(100)
+    exploration.update(step=100, episodes=0)
     greedy = torch.zeros(20_000, dtype=torch.long)
     td = exploration.module(TensorDict({"action": greedy.clone()}, batch_size=[20_000]))
     changed = (td["action"] != greedy).float().mean().item()
@@ -206,7 +221,7 @@ def test_compiled_and_eager_updates_agree():
     for compile in (False, True):
         torch.manual_seed(0)
         env = make_env(OmegaConf.create({"kind": "classic", "id": "CartPole-v1"}))
-        q = make_q_network(OmegaConf.create({"hidden_sizes": [16], "activation": "relu", "dueling": False}), env, CPU)
+        q = make_q_network(OmegaConf.create({"kind": "mlp", "hidden_sizes": [16], "activation": "relu", "dueling": False}), env, CPU)
         loss = make_loss(_train_cfg(), q)
         update = GradientUpdate(loss, make_optimizer(_train_cfg(), loss, CPU), max_grad_norm=1.0, compile=compile, device=CPU)
         torch.manual_seed(1)
@@ -252,13 +267,9 @@ def test_soft_update_is_polyak_average():
 def test_priorities_land_on_the_sampled_transitions():
     """A learning phase as the training loop runs it: one draw, several minibatches, one priority write."""
     alpha, eps = 0.6, 1e-6
-    replay = make_replay_buffer(OmegaConf.create({"kind": "prioritized", "capacity": 64, "alpha": alpha, "beta_init": 0.4, "beta_final": 1.0, "priority_eps": eps}))
-    n = 40
-    data = _batch(
-        obs=torch.randn(n, 2).tolist(), action=torch.randint(0, 3, (n,)).tolist(), next_obs=torch.randn(n, 2).tolist(),
-        reward=torch.randn(n).tolist(), terminated=(torch.rand(n) < 0.3).tolist(), truncated=[False] * n,
-    )
-    replay.extend(data.select(*TRANSITION_KEYS))
+    replay = _classic_replay(capacity=64, alpha=alpha, priority_eps=eps)
+    data = _random_transitions(40)
+    replay.extend(data)
     loss = make_loss(_train_cfg(gamma=0.9), _linear_q(W_ONLINE))
     _set_target(loss, W_TARGET)
     frozen = make_optimizer(_train_cfg(lr=0.0), loss, CPU)  # lr 0: every minibatch sees the same network
@@ -279,14 +290,23 @@ def test_priorities_land_on_the_sampled_transitions():
 
 
 def test_prioritized_sampling_follows_priorities():
-    replay = make_replay_buffer(OmegaConf.create({"kind": "prioritized", "capacity": 16, "alpha": 1.0, "beta_init": 1.0, "beta_final": 1.0, "priority_eps": 1e-6}))
-    replay.extend(TensorDict({"x": torch.arange(10)}, batch_size=[10]))
+    replay = _classic_replay(capacity=16, alpha=1.0, beta=1.0)
+    replay.extend(_random_transitions(10))
     replay.update_priority(torch.arange(10), torch.full((10,), 1e-3))
     replay.update_priority(torch.tensor([7]), torch.tensor([1000.0]))
     sample = replay.sample(1000)
-    assert (sample["x"] == 7).float().mean() > 0.95
+    assert (sample[INDEX_KEY] == 7).float().mean() > 0.95
     weight = sample["priority_weight"]
-    assert weight.max() <= 1.0 + 1e-6 and weight[sample["x"] == 7].max() < 1e-3  # frequent -> down-weighted
+    assert weight.max() <= 1.0 + 1e-6 and weight[sample[INDEX_KEY] == 7].max() < 1e-3  # frequent -> down-weighted
+
+
+def test_replay_keeps_only_transition_keys_of_whole_collector_batches():
+    replay = _classic_replay(capacity=32)
+    batch = _random_transitions(12).reshape(3, 4)  # [num_envs, steps], as a batched collector yields
+    batch.set("episode_reward", torch.zeros(3, 4, 1))
+    replay.extend(batch)
+    assert len(replay) == 12
+    assert set(replay.sample(5).keys(True, True)) == {*TRANSITION_KEYS, INDEX_KEY, "priority_weight"}
 
 
 # ---------------------------------------------------------------- evaluation
@@ -294,7 +314,7 @@ def test_prioritized_sampling_follows_priorities():
 
 def test_evaluation_plays_exactly_the_first_episode_of_each_sub_env():
     env_cfg = OmegaConf.create({"kind": "classic", "id": "CartPole-v1"})
-    q = make_q_network(OmegaConf.create({"hidden_sizes": [16], "activation": "relu", "dueling": False}), make_env(env_cfg), CPU)
+    q = make_q_network(OmegaConf.create({"kind": "mlp", "hidden_sizes": [16], "activation": "relu", "dueling": False}), make_env(env_cfg), CPU)
     batched = evaluate_policy(make_env(env_cfg, num_envs=4, seed=10), q, device=CPU)
     one_by_one = [evaluate_policy(make_env(env_cfg, num_envs=1, seed=10 + i), q, device=CPU) for i in range(4)]
     assert batched.returns.tolist() == [r.returns.item() for r in one_by_one]
@@ -333,9 +353,9 @@ def test_checkpoint_roundtrip_restores_every_piece(tmp_path):
 
 
 def test_checkpoint_stores_and_restores_the_replay_buffer(tmp_path):
-    cfg = OmegaConf.create({"kind": "prioritized", "capacity": 32, "alpha": 0.6, "beta_init": 0.4, "beta_final": 1.0, "priority_eps": 1e-6})
-    replay = make_replay_buffer(cfg)
-    replay.extend(TensorDict({"x": torch.arange(20.0)}, batch_size=[20]))
+    replay = _classic_replay(capacity=32)
+    data = _random_transitions(20)
+    replay.extend(data)
     replay.update_priority(torch.arange(20), torch.arange(20.0))
     _, pieces = _pieces()
     save_checkpoint(tmp_path / "last.pt", config=OmegaConf.create({}), counters=Counters(step=5), pieces=pieces, replay_buffer=replay)
@@ -343,11 +363,11 @@ def test_checkpoint_stores_and_restores_the_replay_buffer(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last-buffer-9", "last.pt"]  # the stale buffer is gone
     assert not list((tmp_path / "last-buffer-9").rglob("*.pkl"))
 
-    restored = make_replay_buffer(cfg)
+    restored = _classic_replay(capacity=32)
     _, fresh_pieces = _pieces()
     _, buffer_restored = restore_checkpoint(load_checkpoint(tmp_path / "last.pt"), pieces=fresh_pieces, replay_buffer=restored)
     assert buffer_restored and len(restored) == 20
-    assert torch.equal(restored[:20]["x"], torch.arange(20.0))
+    assert torch.equal(restored[:20]["observation"], data["observation"])
     index = torch.arange(20)
     assert torch.allclose(torch.as_tensor(restored.sampler._sum_tree[index]), torch.as_tensor(replay.sampler._sum_tree[index]))
 

@@ -1,11 +1,10 @@
 """Environment factories.
 
 ``make_env(env_cfg, ...)`` dispatches on ``env_cfg.kind`` to the factory of one environment family. Every
-environment it returns is a TorchRL env whose data carry these keys:
-
-- ``"observation"``: what the Q-network reads;
-- ``("next", "episode_reward")``: the return of the episode so far (``RewardSum``);
-- ``("next", "step_count")``: agent steps in the episode so far (``StepCounter``).
+environment it returns is a TorchRL env whose data carry the keys of :mod:`rlpipe.keys`: ``"observation"`` (what
+the Q-network reads), ``("next", "episode_reward")`` (the training return of the episode so far) and
+``("next", "step_count")`` (agent steps in the episode so far); Atari environments add ``"episode_score"`` (the
+unshaped game score) and ``"end-of-life"``.
 """
 
 from __future__ import annotations
@@ -16,14 +15,13 @@ import torch
 from omegaconf import DictConfig
 from torchrl.envs import EnvBase
 
+from rlpipe.envs.atari import make_atari_env
 from rlpipe.envs.classic import make_classic_env
-
-OBSERVATION_KEY = "observation"
-EPISODE_RETURN_KEY = "episode_reward"
-EPISODE_LENGTH_KEY = "step_count"
+from rlpipe.keys import END_OF_LIFE_KEY, EPISODE_RETURN_KEY, EPISODE_SCORE_KEY
 
 _FACTORIES: dict[str, Callable[..., EnvBase]] = {
     "classic": make_classic_env,
+    "atari": make_atari_env,
 }
 
 
@@ -40,4 +38,11 @@ def make_env(env_cfg: DictConfig, *, num_envs: int = 1, seed: int | None = None,
     return _FACTORIES[env_cfg.kind](env_cfg, num_envs=num_envs, seed=seed, device=device)
 
 
-__all__ = ["EPISODE_LENGTH_KEY", "EPISODE_RETURN_KEY", "OBSERVATION_KEY", "make_env"]
+def terminal_key(env_cfg: DictConfig) -> tuple[str, str]:
+    """The collected key the learner treats as terminal: a lost life with episodic life, else ``terminated``."""
+    return ("next", END_OF_LIFE_KEY) if env_cfg.get("episodic_life", False) else ("next", "terminated")
+
+
+def score_key(env: EnvBase) -> str:
+    """The key holding the episode's game score: unshaped when the env shapes its reward, else the return."""
+    return EPISODE_SCORE_KEY if EPISODE_SCORE_KEY in env.observation_spec.keys() else EPISODE_RETURN_KEY

@@ -1,0 +1,214 @@
+"""The frame-deduplicated replay memory: rebuilt stacks equal the stacks the environment produced (across episode
+boundaries, several streams and wrap-around of the ring), overwritten histories are never sampled, priorities
+land on the right transitions, and it survives a checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.collectors import Collector
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs import CatFrames, Compose, EnvBase, RewardSum, SerialEnv, StepCounter, TransformedEnv
+from torchrl.envs.utils import RandomPolicy
+
+from rlpipe.frame_replay import FrameReplay
+from rlpipe.keys import INDEX_KEY, OBSERVATION_KEY
+
+FRAME_STACK = 4
+
+
+class FrameIdEnv(EnvBase):
+    """Emits 2x2 uint8 frames that spell a unique id (stream in one byte, a counter in three); episodes last 1 to
+    ``max_len`` steps."""
+
+    def __init__(self, stream: int, max_len: int = 9) -> None:
+        super().__init__(batch_size=[])
+        self.stream, self.max_len = stream, max_len
+        self.observation_spec = Composite(observation=Bounded(0, 255, shape=(1, 2, 2), dtype=torch.uint8))
+        self.action_spec = Categorical(3)
+        self.reward_spec = Unbounded(shape=(1,))
+        self.counter, self.t, self.length = 0, 0, 1
+        self.rng = torch.Generator().manual_seed(stream)
+
+    def _frame(self) -> torch.Tensor:
+        self.counter += 1
+        c = self.counter
+        return torch.tensor([[[self.stream, c % 256], [(c // 256) % 256, c // 65536]]], dtype=torch.uint8)
+
+    def _reset(self, tensordict: TensorDictBase | None = None) -> TensorDict:
+        self.t, self.length = 0, int(torch.randint(1, self.max_len + 1, (), generator=self.rng))
+        false = torch.zeros(1, dtype=torch.bool)
+        return TensorDict({"observation": self._frame(), "done": false, "terminated": false.clone()}, [])
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDict:
+        self.t += 1
+        done = torch.tensor([self.t >= self.length])
+        reward = tensordict["action"].float().reshape(1) + 10 * self.t
+        return TensorDict({"observation": self._frame(), "reward": reward, "done": done, "terminated": done.clone()}, [])
+
+    def _set_seed(self, seed: int | None) -> None:
+        self.rng = torch.Generator().manual_seed(int(seed or 0) + self.stream)
+
+
+def _stacked_env(stream: int) -> TransformedEnv:
+    return TransformedEnv(FrameIdEnv(stream), Compose(CatFrames(N=FRAME_STACK, dim=-3, in_keys=["observation"]), StepCounter(), RewardSum()))
+
+
+class GroundTruth:
+    """Replays the memory's slot arithmetic on the collected data: which slot each transition went to."""
+
+    def __init__(self, num_streams: int, slots_per_stream: int) -> None:
+        self.rows = [0] * num_streams
+        self.slots_per_stream = slots_per_stream
+        self.at: dict[int, tuple[int, TensorDictBase]] = {}  # global slot -> (row number, transition)
+
+    def add(self, batch: TensorDictBase) -> None:
+        batch = batch if batch.batch_dims == 2 else batch.unsqueeze(0)
+        for stream in range(batch.shape[0]):
+            for transition in batch[stream].unbind(0):
+                slot = stream * self.slots_per_stream + self.rows[stream] % self.slots_per_stream
+                self.at[slot] = (self.rows[stream], transition.clone())
+                self.rows[stream] += 2 if transition["next", "done"].item() else 1
+
+
+def _collect_into(replay: FrameReplay, env: EnvBase, batches: int, steps: int, check) -> None:
+    collector = Collector(env, RandomPolicy(env.action_spec), frames_per_batch=steps,
+                          total_frames=batches * steps, track_traj_ids=False, auto_register_policy_transforms=False)
+    truth = GroundTruth(replay.num_streams, replay.slots_per_stream)
+    for batch in collector:
+        replay.extend(batch)
+        truth.add(batch)
+        check(replay, truth)
+    collector.shutdown()
+
+
+def _check_every_sampleable_slot(replay: FrameReplay, truth: GroundTruth, *, terminal=("next", "terminated")) -> None:
+    index = replay.sampleable.view(-1).nonzero().squeeze(-1)
+    rebuilt = replay.transitions(index)
+    for i, slot in enumerate(index.tolist()):
+        _, transition = truth.at[slot]
+        assert torch.equal(rebuilt[i][OBSERVATION_KEY], transition[OBSERVATION_KEY]), slot
+        assert torch.equal(rebuilt[i]["next", OBSERVATION_KEY], transition["next", OBSERVATION_KEY]), slot
+        assert rebuilt[i]["action"] == transition["action"]
+        assert rebuilt[i]["next", "reward"] == transition["next", "reward"]
+        assert rebuilt[i]["next", "terminated"] == transition[terminal]
+
+
+def _check_recent_transitions_are_sampleable(replay: FrameReplay, truth: GroundTruth) -> None:
+    """Every transition whose frames are all still in the ring (and whose next frame exists) can be sampled."""
+    for stream in range(replay.num_streams):
+        written = truth.rows[stream]
+        for slot in range(stream * replay.slots_per_stream, (stream + 1) * replay.slots_per_stream):
+            if slot not in truth.at:
+                continue
+            row, transition = truth.at[slot]
+            history = min(FRAME_STACK - 1, int(transition["step_count"]))
+            complete = row + 1 < written and row - history >= written - replay.slots_per_stream
+            current = (row - written) % replay.slots_per_stream == (slot - written) % replay.slots_per_stream
+            if complete and current:
+                assert replay.sampleable.view(-1)[slot], (stream, slot, row, written)
+
+
+@pytest.mark.parametrize("num_streams", [1, 2])
+def test_rebuilt_stacks_equal_collected_stacks_across_episodes_and_wraparound(num_streams):
+    replay = FrameReplay(capacity=num_streams * 37, num_streams=num_streams, frame_shape=(2, 2), frame_stack=FRAME_STACK,
+                         alpha=0.6, beta=0.4, priority_eps=1e-6)
+    env = _stacked_env(0) if num_streams == 1 else SerialEnv(num_streams, [lambda s=s: _stacked_env(s) for s in range(num_streams)])
+    env.set_seed(0)
+
+    def check(replay, truth):
+        _check_every_sampleable_slot(replay, truth)
+        _check_recent_transitions_are_sampleable(replay, truth)
+
+    _collect_into(replay, env, batches=30, steps=5 * num_streams, check=check)  # 150 steps per stream: 4 laps
+    assert replay.sampleable.sum() > 0.6 * replay.capacity
+
+
+def test_sampling_never_returns_unsampleable_slots():
+    replay = FrameReplay(capacity=2 * 29, num_streams=2, frame_shape=(2, 2), frame_stack=FRAME_STACK, alpha=1.0, beta=1.0, priority_eps=1e-6)
+    env = SerialEnv(2, [lambda s=s: _stacked_env(s) for s in range(2)])
+    env.set_seed(1)
+
+    def check(replay, truth):
+        sample = replay.sample(512)
+        assert replay.sampleable.view(-1)[sample[INDEX_KEY]].all()
+        assert (sample["priority_weight"] <= 1.0 + 1e-6).all()
+        replay.update_priority(sample[INDEX_KEY], torch.rand(512) * 5)  # uneven priorities, then sample again
+
+    _collect_into(replay, env, batches=25, steps=8, check=check)
+
+
+def test_priorities_update_the_right_transitions():
+    alpha, eps = 0.7, 1e-6
+    replay = FrameReplay(capacity=64, num_streams=1, frame_shape=(2, 2), frame_stack=FRAME_STACK, alpha=alpha, beta=1.0, priority_eps=eps)
+    _collect_into(replay, _stacked_env(0), batches=4, steps=10, check=lambda *_: None)
+    sample = replay.sample(16)
+    index = sample[INDEX_KEY]
+    priority = torch.arange(1.0, 17.0)
+    replay.update_priority(index, priority)
+    last = {i: p for i, p in zip(index.tolist(), priority.tolist())}  # repeated draws: the last write wins
+    stored = torch.as_tensor(replay.sampler._sum_tree[torch.tensor(list(last))])
+    assert torch.allclose(stored, (torch.tensor(list(last.values())) + eps) ** alpha)
+    unsampleable = (~replay.sampleable.view(-1)).nonzero().squeeze(-1)
+    assert (torch.as_tensor(replay.sampler._sum_tree[unsampleable]) == 0).all()
+    top = max(last, key=last.get)
+    replay.update_priority(torch.tensor([top]), torch.tensor([1e6]))
+    assert (replay.sample(200)[INDEX_KEY] == top).float().mean() > 0.9
+
+
+def test_uniform_mode_samples_sampleable_slots_evenly():
+    replay = FrameReplay(capacity=48, num_streams=1, frame_shape=(2, 2), frame_stack=FRAME_STACK, alpha=0.0, beta=0.0, priority_eps=1.0)
+    _collect_into(replay, _stacked_env(0), batches=6, steps=10, check=lambda *_: None)
+    sample = replay.sample(20_000)
+    counts = torch.bincount(sample[INDEX_KEY], minlength=48)[replay.sampleable.view(-1)].float()
+    assert (sample["priority_weight"] == 1).all()
+    assert counts.min() > 0.7 * counts.mean() and counts.max() < 1.3 * counts.mean()
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    replay = FrameReplay(capacity=2 * 31, num_streams=2, frame_shape=(2, 2), frame_stack=FRAME_STACK, alpha=0.6, beta=0.4, priority_eps=1e-6)
+    env = SerialEnv(2, [lambda s=s: _stacked_env(s) for s in range(2)])
+    _collect_into(replay, env, batches=12, steps=8, check=lambda *_: None)
+    replay.update_priority(replay.sample(32)[INDEX_KEY], torch.rand(32))
+    replay.dumps(tmp_path / "buffer")
+    restored = FrameReplay(capacity=2 * 31, num_streams=2, frame_shape=(2, 2), frame_stack=FRAME_STACK, alpha=0.6, beta=0.4, priority_eps=1e-6)
+    restored.loads(tmp_path / "buffer")
+    assert torch.equal(restored.sampleable, replay.sampleable) and torch.equal(restored.written, replay.written)
+    index = replay.sampleable.view(-1).nonzero().squeeze(-1)
+    assert (restored.transitions(index) == replay.transitions(index)).all()
+    assert torch.allclose(torch.as_tensor(restored.sampler._sum_tree[index]), torch.as_tensor(replay.sampler._sum_tree[index]))
+
+
+def test_memmap_storage_holds_the_same_data(tmp_path):
+    memory = FrameReplay(capacity=40, num_streams=1, frame_shape=(2, 2), frame_stack=FRAME_STACK, alpha=0.6, beta=0.4, priority_eps=1e-6)
+    mapped = FrameReplay(capacity=40, num_streams=1, frame_shape=(2, 2), frame_stack=FRAME_STACK, alpha=0.6, beta=0.4,
+                         priority_eps=1e-6, memmap_dir=str(tmp_path / "frames"))
+    for replay in (memory, mapped):
+        torch.manual_seed(0)  # the same random actions for both
+        _collect_into(replay, _stacked_env(0), batches=5, steps=10, check=lambda *_: None)
+    assert (tmp_path / "frames" / "frame.memmap").stat().st_size == 40 * 4
+    index = memory.sampleable.view(-1).nonzero().squeeze(-1)
+    assert (memory.transitions(index) == mapped.transitions(index)).all()
+
+
+def test_real_breakout_stacks_survive_storage():
+    """The same check on the real Atari pipeline (8-frame stacks, NOOP/FIRE resets, lives), through the factory."""
+    from conftest import compose_config
+
+    from rlpipe.envs import make_env
+    from rlpipe.replay import make_replay_buffer
+
+    cfg = compose_config(["env=breakout", "buffer.capacity=150"])
+    env = make_env(cfg.env, num_envs=1, seed=0)
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env)
+    assert isinstance(replay, FrameReplay) and replay.frame_stack == 8 and replay.terminal_key == ("next", "end-of-life")
+    truth_terminals = []
+
+    def check(replay, truth):
+        _check_every_sampleable_slot(replay, truth, terminal=("next", "end-of-life"))
+        truth_terminals.extend(t["next", "end-of-life"].item() for _, t in truth.at.values())
+
+    _collect_into(replay, env, batches=10, steps=40, check=check)  # 400 steps: the 150-frame ring wraps twice
+    assert any(truth_terminals)  # lives were lost along the way
+    env.close()
