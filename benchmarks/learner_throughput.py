@@ -1,13 +1,14 @@
 """Learner throughput: gradient updates per second of rlpipe's learning phase versus a plain PyTorch update.
 
-Both sides update the same MLP (the env preset's model: 256x256 ReLU for CartPole) on batches of the same size,
+Both sides update the same network (the env preset's model: a 256x256 MLP for CartPole and LunarLander, the
+Nature CNN on 8-frame stacks for Breakout) on batches of the same size,
 in the same process, interleaved over several rounds; medians are reported. Each rlpipe variant runs in a process
 of its own, with its own plain-PyTorch baseline, as a training run would.
 
 - **plain PyTorch**: the textbook double-DQN update (as in CleanRL's ``dqn.py``): uniform indices into preallocated
-  tensors, three forward passes, Huber loss, backward, gradient-norm clipping, Adam.
+  tensors (for pixels: tensors of stacks), three forward passes, Huber loss, backward, gradient-norm clipping, Adam.
 - **rlpipe**: exactly what ``rlpipe/train.py`` does in a learning phase of K updates: one draw of K minibatches from
-  TorchRL's replay buffer, then per minibatch ``GradientUpdate`` (TorchRL ``DQNLoss`` with ``double_dqn=True``,
+  the preset's replay memory (TorchRL's buffer, or ``FrameReplay`` rebuilding stacks from single frames), then per minibatch ``GradientUpdate`` (TorchRL ``DQNLoss`` with ``double_dqn=True``,
   backward, clipping and fused Adam, compiled) and a ``HardUpdate`` step, then one priority write.
 
 K is the preset's updates per learning phase (``steps_per_collect * updates_per_step``: 128 for CartPole) and, as
@@ -32,17 +33,23 @@ from torch import nn
 from bench_common import compose_config, interleaved_medians, paired_ratio, rate, save
 from rlpipe.envs import make_env
 from rlpipe.learner import GradientUpdate, make_loss, make_optimizer, make_target_updater
-from rlpipe.models import ACTIVATIONS, make_q_network
-from rlpipe.replay import INDEX_KEY, TRANSITION_KEYS, make_replay_buffer
+from rlpipe.models import ACTIVATIONS, BytesToUnit, make_q_network
+from rlpipe.keys import INDEX_KEY
+from rlpipe.replay import make_replay_buffer
 
 
-def random_transitions(n: int, n_obs: int, n_actions: int) -> TensorDict:
+def random_transitions(n: int, observation_shape: torch.Size, n_actions: int) -> TensorDict:
     terminated = torch.rand(n, 1) < 0.05
+    if len(observation_shape) == 1:
+        observation, next_observation = torch.randn(n, *observation_shape), torch.randn(n, *observation_shape)
+    else:
+        observation = torch.randint(0, 256, (n, *observation_shape), dtype=torch.uint8)
+        next_observation = torch.randint(0, 256, (n, *observation_shape), dtype=torch.uint8)
     return TensorDict(
         {
-            "observation": torch.randn(n, n_obs),
+            "observation": observation,
             "action": torch.randint(0, n_actions, (n,)),
-            ("next", "observation"): torch.randn(n, n_obs),
+            ("next", "observation"): next_observation,
             ("next", "reward"): torch.randn(n, 1),
             ("next", "done"): terminated.clone(),
             ("next", "terminated"): terminated,
@@ -51,13 +58,44 @@ def random_transitions(n: int, n_obs: int, n_actions: int) -> TensorDict:
     )
 
 
-def plain_pytorch_update(data: TensorDict, cfg, n_obs: int, n_actions: int):
-    """A hand-written double-DQN update of the same network, reading the same transitions."""
-    sizes = [n_obs, *cfg.model.hidden_sizes]
-    layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[cfg.model.activation]()]
-    q_net = nn.Sequential(*layers, nn.Linear(sizes[-1], n_actions))
+def synthetic_frames(n: int, observation_shape: torch.Size, n_actions: int) -> TensorDict:
+    """n consecutive transitions of random frames in stacks, as a collector yields them (episodes of 1,000 steps)."""
+    stack, height, width = observation_shape
+    frames = torch.randint(0, 256, (n + stack, height, width), dtype=torch.uint8)
+    stacks = frames.unfold(0, stack, 1).permute(0, 3, 1, 2)  # [n + 1, N, H, W] views
+    step = (torch.arange(n) % 1_000).unsqueeze(-1)
+    done = step == 999
+    return TensorDict(
+        {
+            "observation": stacks[:n], "action": torch.randint(0, n_actions, (n,)), "step_count": step,
+            ("next", "observation"): stacks[1 : n + 1], ("next", "reward"): torch.randn(n, 1), ("next", "done"): done,
+            ("next", "terminated"): done.clone(), ("next", "end-of-life"): done.clone(), ("next", "step_count"): step + 1,
+        },
+        batch_size=[n],
+    )
+
+
+def plain_network(cfg, observation_shape: torch.Size, n_actions: int) -> nn.Module:
+    """The preset's Q-network written directly in PyTorch."""
+    activation = ACTIVATIONS[cfg.model.activation]
+    if cfg.model.kind == "mlp":
+        sizes = [observation_shape[-1], *cfg.model.hidden_sizes]
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(fan_in, fan_out), activation()]
+        return nn.Sequential(*layers, nn.Linear(sizes[-1], n_actions))
+    layers = [BytesToUnit()]
+    channels = [observation_shape[-3], *cfg.model.channels]
+    for fan_in, fan_out, kernel, stride in zip(channels[:-1], channels[1:], cfg.model.kernel_sizes, cfg.model.strides):
+        layers += [nn.Conv2d(fan_in, fan_out, kernel, stride), activation()]
+    layers.append(nn.Flatten())
+    n_features = nn.Sequential(*layers)(torch.zeros(1, *observation_shape, dtype=torch.uint8)).shape[-1]
+    return nn.Sequential(*layers, nn.Linear(n_features, cfg.model.hidden_size), activation(), nn.Linear(cfg.model.hidden_size, n_actions))
+
+
+def plain_pytorch_update(data: TensorDict, cfg, observation_shape: torch.Size, n_actions: int):
+    """A hand-written double-DQN update of the same network, reading preallocated tensors."""
+    q_net = plain_network(cfg, observation_shape, n_actions)
     target_net = copy.deepcopy(q_net)
     optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.train.lr)
     obs, actions = data["observation"], data["action"]
@@ -95,8 +133,8 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
     optimizer = make_optimizer(cfg.train, loss_module, device)
     target_updater = make_target_updater(cfg.train, loss_module)
     update = GradientUpdate(loss_module, optimizer, max_grad_norm=cfg.train.max_grad_norm, compile=compile, device=device)
-    replay = make_replay_buffer(cfg.buffer)
-    replay.extend(data.select(*TRANSITION_KEYS))
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env)
+    replay.extend(data)
     batch_size, prioritized = cfg.train.batch_size, cfg.buffer.kind == "prioritized"
 
     def phase() -> None:
@@ -116,12 +154,16 @@ def measure_variant(args: argparse.Namespace) -> dict:
     """Plain PyTorch against one rlpipe variant, interleaved in this process."""
     cfg = compose_config([f"env={args.env}"])
     env = make_env(cfg.env)
-    n_obs = env.full_observation_spec_unbatched["observation"].shape[-1]
+    observation_shape = env.full_observation_spec_unbatched["observation"].shape
     n_actions = env.full_action_spec_unbatched["action"].space.n
-    data = random_transitions(args.buffer_size, n_obs, n_actions)
     buffer, k, mode = args.variant.split(":")
     k = int(k)
-    plain = plain_pytorch_update(data, cfg, n_obs, n_actions)
+    if cfg.env.kind == "atari":  # stacked frames: the frame memory gets consecutive frames, plain PyTorch stacks
+        data = synthetic_frames(args.buffer_size, observation_shape, n_actions)
+        plain_data = random_transitions(min(args.buffer_size, 10_000), observation_shape, n_actions)
+    else:
+        data = plain_data = random_transitions(args.buffer_size, observation_shape, n_actions)
+    plain = plain_pytorch_update(plain_data, cfg, observation_shape, n_actions)
     phase = rlpipe_phase(data, [f"env={args.env}", f"buffer={buffer}"], updates_per_phase=k, compile=mode == "compiled")
     results = interleaved_medians(
         {
@@ -160,7 +202,8 @@ def main() -> None:
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"measured {variant}", flush=True)
 
-    print(f"\nLearner throughput, {args.env}: MLP {list(cfg.model.hidden_sizes)}, batch {cfg.train.batch_size}; "
+    model = f"MLP {list(cfg.model.hidden_sizes)}" if cfg.model.kind == "mlp" else "Nature CNN on 8-frame stacks"
+    print(f"\nLearner throughput, {args.env}: {model}, batch {cfg.train.batch_size}; "
           f"{args.rounds} interleaved rounds of {args.updates} updates per contender; medians, and the median of the "
           f"per-round ratios")
     print("| rlpipe update | K (updates per phase) | rlpipe updates/s | plain PyTorch updates/s | ratio |")
@@ -169,7 +212,7 @@ def main() -> None:
         name = f"{r['buffer']} replay, {'compiled' if r['mode'] == 'compiled' else 'eager (train.compile=false)'}"
         print(f"| {name} | {r['updates_per_phase']} | {r['rlpipe']['median']:.0f} | {r['plain']['median']:.0f} | {r['ratio']:.2f} |")
     save(f"learner_throughput_{args.env}", {
-        "env": args.env, "hidden_sizes": list(cfg.model.hidden_sizes), "batch_size": cfg.train.batch_size,
+        "env": args.env, "model": model, "batch_size": cfg.train.batch_size,
         "preset_updates_per_phase": preset_k, "results": results,
     })
 
