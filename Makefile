@@ -32,6 +32,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/collector_throughput.py
 	$(PY) benchmarks/time_to_solve.py --env cartpole --seeds 0 1 2
 	$(PY) benchmarks/time_to_solve.py --env lunarlander --seeds 0 1 2
+	$(PY) benchmarks/learner_throughput.py --env breakout --rounds 5 --updates 8 --buffer-size 20000
+	$(PY) benchmarks/replay_memory.py
+	$(PY) benchmarks/replay_memory.py --storage memmap
+	$(PY) benchmarks/atari_collection.py
+	$(PY) benchmarks/doorkey.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

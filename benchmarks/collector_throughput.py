@@ -26,7 +26,7 @@ from bench_common import compose_config, interleaved_medians, paired_ratio, rate
 from rlpipe.envs import make_env
 from rlpipe.exploration import make_exploration
 from rlpipe.models import make_q_network
-from rlpipe.replay import TRANSITION_KEYS, make_replay_buffer
+from rlpipe.replay import make_replay_buffer
 
 EPSILON = 0.05
 
@@ -64,12 +64,12 @@ def rlpipe_collector(cfg, num_envs: int, *, with_replay: bool):
         auto_register_policy_transforms=False,
     )
     batches = iter(collector)
-    replay = make_replay_buffer(cfg.buffer) if with_replay else None
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env) if with_replay else None
 
     def collect() -> None:
         batch = next(batches)
         if replay is not None:
-            replay.extend(batch.reshape(-1).select(*TRANSITION_KEYS))
+            replay.extend(batch)  # as rlpipe/train.py: the buffer keeps the transition keys
 
     return collect, q_network
 

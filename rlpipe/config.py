@@ -102,6 +102,7 @@ class AtariEnvConfig:
     kind: str = _key(one_of("atari"))
     id: str = _key()
     num_envs: int = _key(at_least(1))
+    parallel: bool = _key()
     solved_return: Optional[float] = _key(default=None)
     frame_skip: int = _key(at_least(1))
     repeat_action_probability: float = _key(between(0.0, 1.0))
@@ -112,6 +113,20 @@ class AtariEnvConfig:
     living_penalty: float = _key(Rule(lambda v: v <= 0, "a number <= 0 (0 switches it off)"))
     life_loss_penalty: float = _key(Rule(lambda v: v <= 0, "a number <= 0 (0 switches it off)"))
     clip_reward_to_sign: bool = _key()
+
+
+@dataclass
+class DoorKeyEnvConfig:
+    name: str = _key()
+    kind: str = _key(one_of("doorkey"))
+    id: str = _key(one_of("rlpipe/DoorKeySkills-v0", "rlpipe/DoorKeyPrimitive-v0"))
+    num_envs: int = _key(at_least(1))
+    solved_return: Optional[float] = _key(default=None)
+    size: int = _key(at_least(5))
+    max_skill_horizon: int = _key(at_least(1))
+    option_reward: float = _key(Rule(lambda v: v >= 0, "a number >= 0 (0 switches it off)"))
+    decision_penalty: float = _key(Rule(lambda v: v <= 0, "a number <= 0 (0 switches it off)"))
+    max_decisions: Optional[int] = _key(Rule(lambda v: v is None or v >= 1, "null or a number >= 1"), default=None)
 
 
 @dataclass
@@ -198,7 +213,7 @@ _SECTION_SCHEMAS: dict[str, type] = {
     "checkpoint": CheckpointConfig,
 }
 _FAMILY_SCHEMAS: dict[str, dict[str, type]] = {
-    "env": {"classic": ClassicEnvConfig, "atari": AtariEnvConfig},
+    "env": {"classic": ClassicEnvConfig, "atari": AtariEnvConfig, "doorkey": DoorKeyEnvConfig},
     "model": {"mlp": MlpConfig, "nature_cnn": NatureCnnConfig},
     "exploration": {"egreedy": EGreedyConfig, "temperature": TemperatureConfig},
     "buffer": {"prioritized": PrioritizedBufferConfig, "uniform": UniformBufferConfig},

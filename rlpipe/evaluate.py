@@ -9,7 +9,7 @@ checkpoint, rebuilds its environment and Q-network from the configuration stored
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import hydra
 import torch
@@ -20,7 +20,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from rlpipe.checkpoint import CheckpointError, load_checkpoint
 from rlpipe.config import ConfigError, validate
-from rlpipe.envs import make_env, score_key
+from rlpipe.envs import episode_stats, make_env, score_key
 from rlpipe.keys import EPISODE_LENGTH_KEY
 from rlpipe.models import make_q_network
 from rlpipe.runtime import pick_device, quiet_libraries, seed_everything
@@ -28,10 +28,11 @@ from rlpipe.runtime import pick_device, quiet_libraries, seed_everything
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Returns and lengths of the evaluation episodes."""
+    """Returns and lengths of the evaluation episodes, and the env's own statistics of each."""
 
     returns: torch.Tensor  # [episodes] game score (the unshaped return)
-    lengths: torch.Tensor  # [episodes] agent steps
+    lengths: torch.Tensor  # [episodes] agent steps (decisions, for skills)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [episodes] (rlpipe.envs.episode_stats)
 
     @property
     def return_mean(self) -> float:
@@ -41,11 +42,16 @@ class EvalResult:
     def return_std(self) -> float:
         return self.returns.std(unbiased=False).item()  # population std: defined for one episode too
 
+    def extra_means(self) -> dict[str, float]:
+        """Episode means of the env's statistics: ``success_rate``, ``primitive_steps_mean``, ..."""
+        return {("success_rate" if name == "success" else f"{name}_mean"): v.float().mean().item() for name, v in self.extras.items()}
+
     def as_metrics(self) -> dict[str, float]:
         return {
             "eval/return_mean": self.return_mean,
             "eval/return_std": self.return_std,
             "eval/length_mean": self.lengths.float().mean().item(),
+            **{f"eval/{name}": value for name, value in self.extra_means().items()},
         }
 
 
@@ -64,8 +70,10 @@ def evaluate_policy(env: EnvBase, actor: TensorDictModuleBase, *, device: torch.
     """
     n_episodes = env.batch_size.numel()
     score = score_key(env)  # the game score: unshaped where the env shapes the training reward
+    stats = episode_stats(env)
     returns = torch.zeros(n_episodes)
     lengths = torch.zeros(n_episodes, dtype=torch.long)
+    extras = {name: torch.zeros(n_episodes) for name in stats}
     finished = torch.zeros(n_episodes, dtype=torch.bool)
     td = env.reset()
     with set_exploration_type(ExplorationType.DETERMINISTIC):
@@ -77,9 +85,11 @@ def evaluate_policy(env: EnvBase, actor: TensorDictModuleBase, *, device: torch.
             if newly_done.any():
                 returns[newly_done] = td.get(("next", score)).reshape(n_episodes)[newly_done].float()
                 lengths[newly_done] = td.get(("next", EPISODE_LENGTH_KEY)).reshape(n_episodes)[newly_done]
+                for name, key in stats.items():
+                    extras[name][newly_done] = td.get(key).reshape(n_episodes)[newly_done].float()
                 finished |= done
                 if finished.all():
-                    return EvalResult(returns=returns, lengths=lengths)
+                    return EvalResult(returns=returns, lengths=lengths, extras=extras)
             td = td_next
     raise RuntimeError(f"evaluation did not finish {n_episodes} episodes within {max_steps} steps")
 
@@ -119,6 +129,7 @@ def main(cfg: DictConfig) -> None:
                 "return_mean": result.return_mean,
                 "return_std": result.return_std,
                 "length_mean": result.lengths.float().mean().item(),
+                **result.extra_means(),
                 "returns": result.returns.tolist(),
             }
         )

@@ -122,13 +122,17 @@ class Exploration:
         return value
 
 
-def make_exploration(exploration_cfg: DictConfig, action_spec: TensorSpec, device: torch.device) -> Exploration:
+def make_exploration(
+    exploration_cfg: DictConfig, action_spec: TensorSpec, device: torch.device, *, action_mask_key: str | None = None
+) -> Exploration:
     """Epsilon-greedy (Mnih et al. 2015, https://www.nature.com/articles/nature14236) or Boltzmann exploration.
 
     Args:
         exploration_cfg: the ``exploration`` config section; ``kind`` is ``egreedy`` or ``temperature``.
         action_spec: the unbatched action spec; epsilon-greedy draws random actions from it.
         device: where the module's buffers live (the policy's device).
+        action_mask_key: the env's action-mask key, if any: random and Boltzmann actions are drawn among the
+            valid actions only.
     """
     if exploration_cfg.kind == "temperature":
         temperature = TemperatureSchedule(
@@ -137,7 +141,9 @@ def make_exploration(exploration_cfg: DictConfig, action_spec: TensorSpec, devic
             decay_per_episode=exploration_cfg.decay_per_episode,
             decay_slowdown=exploration_cfg.decay_slowdown,
         )
-        module: TensorDictModuleBase = BoltzmannModule(temperature=temperature(0)).to(device)
+        module: TensorDictModuleBase = BoltzmannModule(
+            temperature=temperature(0), **({"mask_key": action_mask_key} if action_mask_key else {})
+        ).to(device)
         exploration = Exploration(module=module, schedule=temperature, name="temperature", label="temp")
     else:
         epsilon = EpsilonSchedule(
@@ -151,6 +157,7 @@ def make_exploration(exploration_cfg: DictConfig, action_spec: TensorSpec, devic
             eps_init=float(exploration_cfg.eps_init),
             eps_end=float(exploration_cfg.eps_final),
             annealing_num_steps=exploration_cfg.annealing_steps,
+            action_mask_key=action_mask_key,
             device=device,
         )
         exploration = Exploration(module=module, schedule=epsilon, name="epsilon", label="eps")

@@ -5,6 +5,9 @@ EPISODE_RETURN_KEY = "episode_reward"  # training return of the episode so far (
 EPISODE_SCORE_KEY = "episode_score"  # unshaped game score of the episode so far (Atari)
 EPISODE_LENGTH_KEY = "step_count"  # agent steps in the episode so far (StepCounter)
 END_OF_LIFE_KEY = "end-of-life"  # a lost life (Atari EndOfLifeTransform)
+ACTION_MASK_KEY = "action_mask"  # [A] bool, True where an action is valid (DoorKey skills)
+GOAL_REACHED_KEY = "goal_reached"  # the episode ended on its goal: the task's success (DoorKey)
+EPISODE_PRIMITIVE_STEPS_KEY = "episode_primitive_steps"  # primitive actions in the episode so far (DoorKey)
 
 # What a stored transition holds, and what the learner reads.
 TRANSITION_KEYS = (
@@ -15,5 +18,6 @@ TRANSITION_KEYS = (
     ("next", "done"),
     ("next", "terminated"),  # terminal for the TD target
 )
+MASK_TRANSITION_KEYS = (ACTION_MASK_KEY, ("next", ACTION_MASK_KEY))  # stored too where the env masks actions
 INDEX_KEY = "index"  # where a sampled transition sits in the replay buffer
 PRIORITY_WEIGHT_KEY = "priority_weight"  # PER importance weight of a sampled transition

@@ -88,6 +88,8 @@ class GradientUpdate:
         max_grad_norm: the global gradient norm is clipped to this value.
         compile: compile the loss graph (the first call compiles).
         device: where the learner's parameters live; sampled tensors are moved there.
+        transition_keys: what a sampled transition holds (``rlpipe.envs.transition_keys``): ``TRANSITION_KEYS``,
+            plus the action masks of state and next state for masked envs.
     """
 
     def __init__(
@@ -98,8 +100,10 @@ class GradientUpdate:
         max_grad_norm: float,
         compile: bool,
         device: torch.device,
+        transition_keys: tuple = TRANSITION_KEYS,
     ) -> None:
         self.loss_module = loss_module
+        self.transition_keys = transition_keys
         self.optimizer = optimizer
         self.max_grad_norm = max_grad_norm
         self.device = device
@@ -108,40 +112,27 @@ class GradientUpdate:
         self._loss = torch.compile(self._eager_loss, dynamic=False) if compile else self._eager_loss
 
     def __call__(self, batch: TensorDict) -> UpdateResult:
-        """Updates the online network on ``batch`` (``TRANSITION_KEYS``, plus PER weights when prioritized)."""
-        tensors = [batch.get(key).to(self.device, non_blocking=True) for key in TRANSITION_KEYS]
+        """Updates the online network on ``batch`` (``transition_keys``, plus PER weights when prioritized)."""
+        tensors = [batch.get(key).to(self.device, non_blocking=True) for key in self.transition_keys]
         weight = batch.get(PRIORITY_WEIGHT_KEY, None)
         if weight is not None:
             weight = weight.to(self.device, non_blocking=True)
-        loss, priority = self._loss(*tensors, weight)
+        loss, priority = self._loss(weight, *tensors)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters, self.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=False)
         return UpdateResult(loss=loss.detach(), priority=priority, grad_norm=grad_norm.detach())
 
-    def _eager_loss(
-        self,
-        observation: torch.Tensor,  # [B, O]
-        action: torch.Tensor,  # [B]
-        next_observation: torch.Tensor,  # [B, O]
-        reward: torch.Tensor,  # [B, 1]
-        done: torch.Tensor,  # [B, 1]
-        terminated: torch.Tensor,  # [B, 1]
-        weight: torch.Tensor | None,  # [B] or None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss ``[]`` and the new priorities ``[B]`` of a batch."""
-        batch = TensorDict(
-            {
-                TRANSITION_KEYS[0]: observation,
-                TRANSITION_KEYS[1]: action,
-                TRANSITION_KEYS[2]: next_observation,
-                TRANSITION_KEYS[3]: reward,
-                TRANSITION_KEYS[4]: done,
-                TRANSITION_KEYS[5]: terminated,
-            },
-            batch_size=action.shape[:1],
-        )
+    def _eager_loss(self, weight: torch.Tensor | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss ``[]`` and the new priorities ``[B]`` of a batch.
+
+        Args:
+            weight: ``[B]`` PER importance weights, or None.
+            tensors: one per ``transition_keys``: observation ``[B, *O]``, action ``[B]``, next observation
+                ``[B, *O]``, reward, done and terminated ``[B, 1]``, then the masks ``[B, A]`` if any.
+        """
+        batch = TensorDict(dict(zip(self.transition_keys, tensors)), batch_size=tensors[1].shape[:1])
         if weight is not None:
             batch.set(PRIORITY_WEIGHT_KEY, weight)
         loss = self.loss_module(batch)["loss"]

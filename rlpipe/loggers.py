@@ -70,15 +70,21 @@ class MetricWindow:
         self._returns: list[float] = []
         self._scores: list[float] = []
         self._lengths: list[int] = []
+        self._extras: dict[str, list[float]] = {}
         self._losses: list[torch.Tensor] = []
         self._grad_norms: list[torch.Tensor] = []
         self._per: dict[str, torch.Tensor] = {}
 
-    def record_episodes(self, returns: list[float], scores: list[float], lengths: list[int]) -> None:
-        """Finished training episodes: training returns, game scores (unshaped), lengths in agent steps."""
+    def record_episodes(
+        self, returns: list[float], scores: list[float], lengths: list[int], extras: dict[str, list[float]] | None = None
+    ) -> None:
+        """Finished training episodes: training returns, game scores (unshaped), lengths in agent steps, and the
+        env's own statistics (``rlpipe.envs.episode_stats``: success, primitive steps), logged as ``episode/<name>``."""
         self._returns += returns
         self._scores += scores
         self._lengths += lengths
+        for name, values in (extras or {}).items():
+            self._extras.setdefault(name, []).extend(values)
         self._recent_returns.extend(returns)
 
     def record_updates(self, losses: torch.Tensor, grad_norms: torch.Tensor) -> None:
@@ -106,6 +112,8 @@ class MetricWindow:
             metrics["episode/reward"] = sum(self._returns) / len(self._returns)
             metrics["episode/score"] = sum(self._scores) / len(self._scores)
             metrics["episode/length"] = sum(self._lengths) / len(self._lengths)
+        for name, values in self._extras.items():
+            metrics[f"episode/{name}"] = sum(values) / len(values)
         if self._losses:
             metrics["train/loss"] = torch.cat(self._losses).mean().item()
             metrics["train/grad_norm"] = torch.cat(self._grad_norms).mean().item()

@@ -12,7 +12,7 @@ from torchrl.envs import EnvBase
 from torchrl.modules import MLP, ConvNet, QValueActor
 from torchrl.modules.models import DuelingCnnDQNet, DuelingMlpDQNet
 
-from rlpipe.keys import OBSERVATION_KEY
+from rlpipe.keys import ACTION_MASK_KEY, OBSERVATION_KEY
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -35,7 +35,11 @@ def make_q_network(model_cfg: DictConfig, env: EnvBase, device: torch.device) ->
     n_actions = action_spec.space.n
     factory = {"mlp": make_mlp, "nature_cnn": make_nature_cnn}[model_cfg.kind]
     net = factory(model_cfg, observation_shape=observation_spec.shape, n_actions=n_actions)
-    actor = QValueActor(net, in_keys=[OBSERVATION_KEY], spec=action_spec).to(device)
+    # With an action mask, masked actions get the lowest float as Q-value before the argmax: the greedy action,
+    # and the double-DQN target's argmax over next actions (DQNLoss runs this actor on the next state, with the
+    # next state's mask), only consider valid actions. The chosen actions' values stay unmasked.
+    mask_key = ACTION_MASK_KEY if ACTION_MASK_KEY in env.observation_spec.keys() else None
+    actor = QValueActor(net, in_keys=[OBSERVATION_KEY], spec=action_spec, action_mask_key=mask_key).to(device)
 
     with torch.no_grad():  # a dummy forward pass confirms the sizes before training starts
         probe = observation_spec.zero().unsqueeze(0).to(device)  # [1, *observation_shape]

@@ -1,6 +1,6 @@
 """Replay buffers: TorchRL's prioritized (sum-tree) or uniform buffer over a preallocated tensor storage.
 
-Only the keys the loss reads are stored (``rlpipe.keys.TRANSITION_KEYS``); the collector's bookkeeping keys
+Only the keys the loss reads are stored (``rlpipe.envs.transition_keys``: ``TRANSITION_KEYS`` and action masks); the collector's bookkeeping keys
 (episode return, step count, ...) are dropped as a batch is stored. Frame-stacked pixel observations go to
 :class:`~rlpipe.frame_replay.FrameReplay`, which stores every frame once.
 
@@ -15,6 +15,7 @@ back with every sample under ``PRIORITY_WEIGHT_KEY``; ``DQNLoss`` reduces with t
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
@@ -22,9 +23,9 @@ from tensordict import TensorDictBase
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictPrioritizedReplayBuffer, TensorDictReplayBuffer
 from torchrl.envs import EnvBase
 
-from rlpipe.envs import terminal_key
+from rlpipe.envs import terminal_key, transition_keys
 from rlpipe.frame_replay import FrameReplay, clear_memmap_dir
-from rlpipe.keys import OBSERVATION_KEY, TRANSITION_KEYS
+from rlpipe.keys import OBSERVATION_KEY
 
 
 def make_replay_buffer(buffer_cfg: DictConfig, env_cfg: DictConfig, env: EnvBase) -> TensorDictReplayBuffer | FrameReplay:
@@ -62,13 +63,13 @@ def make_replay_buffer(buffer_cfg: DictConfig, env_cfg: DictConfig, env: EnvBase
         )
     else:
         replay = TensorDictReplayBuffer(storage=storage)
-    replay.append_transform(_flat_transitions, invert=True)  # applied on extend
+    replay.append_transform(functools.partial(_flat_transitions, keys=transition_keys(env)), invert=True)  # on extend
     return replay
 
 
-def _flat_transitions(batch: TensorDictBase) -> TensorDictBase:
-    """A collector batch ``[num_envs, steps]`` as stored transitions ``[num_envs * steps]`` of ``TRANSITION_KEYS``."""
-    return batch.reshape(-1).select(*TRANSITION_KEYS)
+def _flat_transitions(batch: TensorDictBase, *, keys: tuple) -> TensorDictBase:
+    """A collector batch ``[num_envs, steps]`` as stored transitions ``[num_envs * steps]`` of ``keys``."""
+    return batch.reshape(-1).select(*keys)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from rlpipe.checkpoint import CheckpointError, Counters, load_checkpoint, restore_checkpoint, save_checkpoint
 from rlpipe.config import ConfigError, validate
-from rlpipe.envs import make_env, score_key
+from rlpipe.envs import action_mask_key, episode_stats, make_env, score_key, transition_keys
 from rlpipe.evaluate import EvalResult, evaluate_policy
 from rlpipe.exploration import make_exploration
 from rlpipe.learner import (
@@ -69,9 +69,10 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(f"rlpipe.train: {err}") from None
     solved = f"; solved at step {summary['solved_at_step']} after {summary['solved_at_seconds']:.1f} s" if summary["solved"] else ""
     print(f"run directory: {summary['run_dir']}")
+    success = f", success rate {summary['eval_success_rate']:.2f}" if "eval_success_rate" in summary else ""
     print(
         f"final evaluation: {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} over "
-        f"{summary['eval_episodes']} episodes at step {summary['steps']}{solved}"
+        f"{summary['eval_episodes']} episodes{success} at step {summary['steps']}{solved}"
     )
     print(json.dumps({key: value for key, value in summary.items() if key != "evaluations"}))
 
@@ -93,7 +94,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=cfg.train.seed)
     eval_env = make_env(cfg.env, num_envs=cfg.eval.episodes, seed=cfg.train.seed + EVAL_SEED_OFFSET)
     q_network = make_q_network(cfg.model, env, device)
-    exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], device)
+    exploration = make_exploration(
+        cfg.exploration, env.full_action_spec_unbatched["action"], device, action_mask_key=action_mask_key(env)
+    )
     policy = TensorDictSequential(q_network, exploration.module)
     loss_module = make_loss(cfg.train, q_network)
     optimizer = make_optimizer(cfg.train, loss_module, device)
@@ -101,7 +104,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     lr_scheduler = make_lr_scheduler(cfg.train, optimizer, total_updates=total_updates)
     target_updater = make_target_updater(cfg.train, loss_module)
     update = GradientUpdate(
-        loss_module, optimizer, max_grad_norm=cfg.train.max_grad_norm, compile=cfg.train.compile, device=device
+        loss_module,
+        optimizer,
+        max_grad_norm=cfg.train.max_grad_norm,
+        compile=cfg.train.compile,
+        device=device,
+        transition_keys=transition_keys(env),
     )
     replay = make_replay_buffer(cfg.buffer, cfg.env, env)
     beta_schedule = make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
@@ -158,6 +166,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     update_credit = 0.0  # fractional gradient updates carried to the next learning phase
     exploration_value = exploration.update(step=counters.step, episodes=counters.episodes)
     score = score_key(env)  # the game score: unshaped where the env shapes the training reward
+    stats = episode_stats(env)  # e.g. DoorKey's success and primitive steps per episode
     last_eval: EvalResult | None = None
     block = None  # the latest learning phase's minibatches (for the Q-value diagnostic)
     evaluations: list[dict[str, float]] = []
@@ -175,7 +184,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             returns = batch.get(("next", EPISODE_RETURN_KEY)).reshape(-1)[done].tolist()
             scores = batch.get(("next", score)).reshape(-1)[done].tolist()
             lengths = batch.get(("next", EPISODE_LENGTH_KEY)).reshape(-1)[done].tolist()
-            window.record_episodes(returns, scores, lengths)
+            extras = {name: batch.get(key).reshape(-1)[done].float().tolist() for name, key in stats.items()}
+            window.record_episodes(returns, scores, lengths, extras)
             counters.episodes += len(returns)
 
         # ---- Schedules are functions of the run's counters.
@@ -214,7 +224,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if counters.step >= next_eval or finishing:
             last_eval = evaluate_policy(eval_env, q_network, device=device)
             evaluations.append({"step": counters.step, "return_mean": last_eval.return_mean, "return_std": last_eval.return_std,
-                                "wall_seconds": time.perf_counter() - started})
+                                **last_eval.extra_means(), "wall_seconds": time.perf_counter() - started})
             logger.log_metrics(last_eval.as_metrics(), step=counters.step)
             if last_eval.return_mean > counters.best_eval_return:
                 counters.best_eval_return = last_eval.return_mean
@@ -261,6 +271,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "eval_return_mean": last_eval.return_mean,
         "eval_return_std": last_eval.return_std,
         "eval_episodes": cfg.eval.episodes,
+        **{f"eval_{name}": value for name, value in last_eval.extra_means().items()},
         "best_eval_return_mean": counters.best_eval_return,
         "solved_return": solved_return,
         "solved": solved_at is not None,
@@ -290,7 +301,7 @@ def _next_multiple(step: int, interval: int) -> int:
 def _mean_q(q_network: QValueActor, block: TensorDictBase) -> float:
     """Mean of ``max_a Q(s, a)`` over the latest sampled states (Mnih et al. 2015 track the same quantity)."""
     device = next(q_network.parameters()).device
-    states = block.select(OBSERVATION_KEY).to(device)
+    states = block.select(*q_network.in_keys).to(device)  # the observation, and the action mask if any
     return q_network(states).get("chosen_action_value").mean().item()
 
 

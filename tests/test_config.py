@@ -67,7 +67,7 @@ def test_option_combinations_compose(overrides):
     assert OmegaConf.is_readonly(cfg)
 
 
-@pytest.mark.parametrize("env", ["cartpole", "lunarlander", "breakout"])
+@pytest.mark.parametrize("env", ["cartpole", "lunarlander", "breakout", "doorkey", "doorkey_primitive"])
 @pytest.mark.parametrize("exploration", ["egreedy", "temperature"])
 def test_every_env_and_exploration_pair_composes(env, exploration):
     cfg = compose_config([f"env={env}", f"exploration={exploration}"])
@@ -82,6 +82,18 @@ def test_breakout_preset_picks_its_model_exploration_and_schedules():
     assert cfg.buffer.capacity == 1_000_000
     egreedy = compose_config(["env=breakout", "exploration=egreedy"]).exploration
     assert (egreedy.eps_init, egreedy.eps_final, egreedy.annealing_steps) == (1.0, 0.01, 200_000)
+
+
+def test_doorkey_presets_carry_the_original_design():
+    cfg = compose_config(["env=doorkey"])
+    assert (cfg.env.size, cfg.env.max_skill_horizon, cfg.env.option_reward) == (8, 200, 1.0)
+    assert (cfg.train.lr, cfg.train.gamma, cfg.buffer.capacity, cfg.train.init_random_steps) == (2.5e-4, 0.99, 50_000, 1_000)
+    assert (cfg.train.batch_size, cfg.train.total_steps) == (32, 20_000)
+    assert cfg.train.steps_per_collect * cfg.train.updates_per_step == 1  # one update every 4 decisions
+    assert cfg.train.target_update_steps / cfg.train.updates_per_step == 1_000  # a target copy every 1,000 decisions
+    assert (cfg.exploration.eps_init, cfg.exploration.eps_final, cfg.exploration.annealing_steps) == (1.0, 0.01, 10_000)
+    assert compose_config(["env=doorkey", "exploration=temperature"]).exploration.kind == "temperature"
+    assert compose_config(["env=doorkey_primitive"]).env.id == "rlpipe/DoorKeyPrimitive-v0"
 
 
 def test_env_presets_carry_their_tuned_values():

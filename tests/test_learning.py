@@ -1,7 +1,7 @@
 """Learning to threshold with the default configuration of each env preset.
 
-CartPole runs in the default suite (about a minute on two CPU cores); the multi-seed and LunarLander runs are
-``slow`` (``make test-slow``).
+CartPole runs in the default suite (about a minute on two CPU cores); the multi-seed, LunarLander and DoorKey runs
+are ``slow`` (``make test-slow``).
 """
 
 from __future__ import annotations
@@ -41,3 +41,11 @@ def test_cartpole_solves_on_other_seeds(tmp_path, seed):
 def test_lunarlander_reaches_200_within_200k_steps(tmp_path):
     summary = _train(tmp_path, "env=lunarlander", "train.seed=0")
     assert summary["solved"] and summary["solved_at_step"] <= 200_000, summary["evaluations"]
+
+
+@pytest.mark.slow  # not yet reliable: see README, "MiniGrid DoorKey with skills"; promote to CI once it is
+def test_doorkey_skills_reach_99_percent_success_within_20k_decisions(tmp_path):
+    # The default configuration, with evaluations only at the end (100 greedy episodes): about 2 minutes on CPU.
+    summary = _train(tmp_path, "env=doorkey", "train.seed=0", "eval.interval_steps=20000")
+    assert summary["steps"] <= 20_000 + 4 and summary["eval_episodes"] == 100
+    assert summary["eval_success_rate"] >= 0.99, summary["evaluations"]
