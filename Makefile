@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/replay_memory.py
 	$(PY) benchmarks/replay_memory.py --storage memmap
 	$(PY) benchmarks/atari_collection.py
+	$(PY) benchmarks/atari_step_cost.py --rounds 5
 	$(PY) benchmarks/doorkey.py
 
 clean:

@@ -19,7 +19,7 @@ view can belong to several phases. The progress one-hot (the highest phase reach
 the skill reward Markov: GetKey earns the option reward the first time only, and without this memory a dropped
 key looks like the start of the episode. Measured: without it, greedy agents trained with the default config
 learned to cycle DropKey/GetKey (its Q-value generalised from the first, rewarded GetKey) and reached the goal in
-0 of 100 evaluation episodes at 10,000 and 15,000 decisions.
+0 of 100 evaluation episodes at every evaluation up to 20,000 decisions.
 
 Skill rewards (``DoorKeySkillEnv``): the sum of MiniGrid's own rewards over the skill's primitive steps (non-zero
 only when the goal is reached: ``1 - 0.9 * step_count / max_steps``) plus ``option_reward`` for a skill that
