@@ -42,6 +42,11 @@ class EvalResult:
     def return_std(self) -> float:
         return self.returns.std(unbiased=False).item()  # population std: defined for one episode too
 
+    @property
+    def length_mean(self) -> float:
+        """Mean agent steps per episode (decisions, for skills)."""
+        return self.lengths.float().mean().item()
+
     def extra_means(self) -> dict[str, float]:
         """Episode means of the env's statistics: ``success_rate``, ``primitive_steps_mean``, ..."""
         return {("success_rate" if name == "success" else f"{name}_mean"): v.float().mean().item() for name, v in self.extras.items()}
@@ -50,7 +55,7 @@ class EvalResult:
         return {
             "eval/return_mean": self.return_mean,
             "eval/return_std": self.return_std,
-            "eval/length_mean": self.lengths.float().mean().item(),
+            "eval/length_mean": self.length_mean,
             **{f"eval/{name}": value for name, value in self.extra_means().items()},
         }
 
@@ -128,7 +133,7 @@ def main(cfg: DictConfig) -> None:
                 "episodes": cfg.eval.episodes,
                 "return_mean": result.return_mean,
                 "return_std": result.return_std,
-                "length_mean": result.lengths.float().mean().item(),
+                "length_mean": result.length_mean,
                 **result.extra_means(),
                 "returns": result.returns.tolist(),
             }

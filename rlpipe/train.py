@@ -224,7 +224,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if counters.step >= next_eval or finishing:
             last_eval = evaluate_policy(eval_env, q_network, device=device)
             evaluations.append({"step": counters.step, "return_mean": last_eval.return_mean, "return_std": last_eval.return_std,
-                                **last_eval.extra_means(), "wall_seconds": time.perf_counter() - started})
+                                "length_mean": last_eval.length_mean, **last_eval.extra_means(), "wall_seconds": time.perf_counter() - started})
             logger.log_metrics(last_eval.as_metrics(), step=counters.step)
             if last_eval.return_mean > counters.best_eval_return:
                 counters.best_eval_return = last_eval.return_mean
@@ -271,6 +271,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "eval_return_mean": last_eval.return_mean,
         "eval_return_std": last_eval.return_std,
         "eval_episodes": cfg.eval.episodes,
+        "eval_length_mean": last_eval.length_mean,
         **{f"eval_{name}": value for name, value in last_eval.extra_means().items()},
         "best_eval_return_mean": counters.best_eval_return,
         "solved_return": solved_return,

@@ -135,6 +135,9 @@ def test_doorkey_cli_reports_success_and_the_agent_api_acts(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["env"] == SKILL_ENV_ID and 0.0 <= summary["eval_success_rate"] <= 1.0
     assert summary["eval_primitive_steps_mean"] > 0
+    # decisions per episode beside primitive steps (max_decisions caps an episode at 100 decisions)
+    assert 1 <= summary["eval_length_mean"] <= 100 and summary["evaluations"][-1]["length_mean"] == summary["eval_length_mean"]
+    assert summary["eval_primitive_steps_mean"] >= summary["eval_length_mean"]
     assert "success rate" in result.stdout
     scalars = tmp_path / "logs" / "csv" / "scalars"
     for metric in ("episode/success", "episode/primitive_steps", "episode/length", "eval/success_rate"):
@@ -152,12 +155,23 @@ def test_doorkey_cli_reports_success_and_the_agent_api_acts(tmp_path):
         agent.act(obs["observation"], mask=torch.zeros(5, dtype=torch.bool))
 
 
-def test_primitive_doorkey_cli_smoke(tmp_path):
+def _short_run(tmp_path, *overrides: str) -> dict:
     result = run_module(
-        "rlpipe.train", "env=doorkey_primitive", "env.size=5", "train.total_steps=600", "train.init_random_steps=200",
-        "eval.interval_steps=600", "eval.episodes=3", "train.compile=false", f"hydra.run.dir={tmp_path}",
+        "rlpipe.train", *overrides, "train.total_steps=600", "train.init_random_steps=200", "eval.interval_steps=600",
+        "eval.episodes=3", "train.compile=false", f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    return json.loads((tmp_path / "summary.json").read_text())
+
+
+def test_primitive_doorkey_cli_smoke(tmp_path):
+    summary = _short_run(tmp_path, "env=doorkey_primitive", "env.size=5")
     assert summary["env"] == "rlpipe/DoorKeyPrimitive-v0" and summary["steps"] >= 600
     assert "eval_success_rate" in summary and summary["eval_primitive_steps_mean"] > 0
+
+
+def test_doorkey_cli_with_masked_boltzmann_exploration(tmp_path):
+    summary = _short_run(tmp_path, "env=doorkey", "exploration=temperature")
+    assert summary["steps"] >= 600 and summary["updates"] > 0 and 0.0 <= summary["eval_success_rate"] <= 1.0
+    step, temperature = (tmp_path / "logs" / "csv" / "scalars" / "train" / "temperature.csv").read_text().split()[-1].split(",")
+    assert int(step) >= 600 and 0.05 <= float(temperature) < 1.0  # decayed per finished episode from 1.0

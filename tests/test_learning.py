@@ -1,7 +1,7 @@
 """Learning to threshold with the default configuration of each env preset.
 
-CartPole runs in the default suite (about a minute on two CPU cores); the multi-seed, LunarLander and DoorKey runs
-are ``slow`` (``make test-slow``).
+CartPole (about a minute on two CPU cores) and DoorKey with skills (about two and a half minutes) run in the default
+suite; the other seeds and LunarLander are ``slow`` (``make test-slow``).
 """
 
 from __future__ import annotations
@@ -43,9 +43,18 @@ def test_lunarlander_reaches_200_within_200k_steps(tmp_path):
     assert summary["solved"] and summary["solved_at_step"] <= 200_000, summary["evaluations"]
 
 
-@pytest.mark.slow  # not yet reliable: see README, "MiniGrid DoorKey with skills"; promote to CI once it is
 def test_doorkey_skills_reach_99_percent_success_within_20k_decisions(tmp_path):
-    # The default configuration, with evaluations only at the end (100 greedy episodes): about 2 minutes on CPU.
-    summary = _train(tmp_path, "env=doorkey", "train.seed=0", "eval.interval_steps=20000")
+    # The issue's target with the default configuration and the benchmark's evaluation schedule (100 greedy episodes
+    # every 5,000 decisions), seed 0. Every measured 20k-decision run reached 1.00 (README, "MiniGrid DoorKey with
+    # skills"), but the curve before that varies with seed and thread count, so only the end is asserted.
+    summary = _train(tmp_path, "env=doorkey", "train.seed=0")
     assert summary["steps"] <= 20_000 + 4 and summary["eval_episodes"] == 100
+    assert summary["eval_success_rate"] >= 0.99, summary["evaluations"]
+    assert 3 <= summary["eval_length_mean"] <= 10  # GetKey, OpenDoor, GoToGoal (+ the odd detour)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_doorkey_skills_reach_99_percent_on_other_seeds(tmp_path, seed):
+    summary = _train(tmp_path, "env=doorkey", f"train.seed={seed}")
     assert summary["eval_success_rate"] >= 0.99, summary["evaluations"]
