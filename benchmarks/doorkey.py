@@ -57,7 +57,7 @@ def main() -> None:
     skills_wall_s = max(s["wall_seconds"] for s in skills)
 
     primitive = {}
-    print(f"\n| run | agent steps | success (20 greedy episodes) | wall s |\n| --- | ---: | ---: | ---: |")
+    print("\n| run | agent steps | success (20 greedy episodes) | wall s |\n| --- | ---: | ---: | ---: |")
     for size in (5, 8):
         p = train("env=doorkey_primitive", f"env.size={size}", "train.seed=0", f"train.total_steps={args.primitive_steps}",
                   f"eval.interval_steps={args.primitive_eval_steps}", "eval.episodes=20")
@@ -68,6 +68,7 @@ def main() -> None:
                   f"{evaluation['wall_seconds']:.0f}{within} |", flush=True)
     save("doorkey", {"skills": skills, "skills_wall_seconds_max": skills_wall_s, "primitive": primitive,
                      "primitive_steps": args.primitive_steps})
+
 
 if __name__ == "__main__":
     main()
