@@ -146,9 +146,10 @@ def main() -> None:
         ]:
             stats = results[f"{name}, {num_envs} env"]
             stats["ratio_vs_plain"] = paired_ratio(stats["rates"], plain)
-            same = "" if same_work is None else f"{paired_ratio(stats['rates'], same_work):.2f}"
+            same = ""
             if same_work is not None:
-                stats["ratio_vs_plain_same_work"] = float(same)
+                stats["ratio_vs_plain_same_work"] = paired_ratio(stats["rates"], same_work)
+                same = f"{stats['ratio_vs_plain_same_work']:.2f}"
             print(f"| {name} | {num_envs} | {stats['median']:.0f} | {stats['ratio_vs_plain']:.2f} | {same} |")
     for collector in COLLECTORS:
         collector.shutdown()

@@ -63,7 +63,7 @@ def main() -> None:
               f"{result['solved_at_seconds'] and round(result['solved_at_seconds'], 1)} s "
               f"(process {result['process_seconds']:.1f} s)", flush=True)
     solved = [r for r in runs if r["solved"]]
-    print(f"\n| seed | steps to solve | wall seconds to solve | process seconds |\n| --- | ---: | ---: | ---: |")
+    print("\n| seed | steps to solve | wall seconds to solve | process seconds |\n| --- | ---: | ---: | ---: |")
     for r in runs:
         steps = r["solved_at_step"] if r["solved"] else f"not solved (best {r['best_eval_return_mean']:.1f})"
         seconds = f"{r['solved_at_seconds']:.1f}" if r["solved"] else "-"

@@ -184,11 +184,10 @@ class FrameReplay:
         # frame) and, once the ring wraps, the slots after them (their oldest frames were just overwritten).
         before = torch.tensor([(first_write - 1) % slots_per_stream]) if first_write > 0 else torch.empty(0, dtype=torch.long)
         renewed = torch.cat([before, slot])
-        self._set_sampleable(stream, renewed, self._can_sample(stream, renewed), new=True)
+        self._set_sampleable(stream, renewed, self._can_sample(stream, renewed))
         if first_write + n_rows > slots_per_stream:
             after = (first_write + n_rows + torch.arange(self.frame_stack - 1)) % slots_per_stream
-            still = self._can_sample(stream, after)
-            self._set_sampleable(stream, after[~still], still[~still], new=False)
+            self._exclude(stream, after[~self._can_sample(stream, after)])  # their history was overwritten
 
     def _write_number(self, stream: int, slot: torch.Tensor) -> torch.Tensor:
         """The index, among all frames ever written to ``stream``, of the frame now in ``slot``."""
@@ -209,18 +208,22 @@ class FrameReplay:
             & (oldest_needed >= self.written[stream] - self.slots_per_stream)  # the history is still there
         )
 
-    def _set_sampleable(self, stream: int, slot: torch.Tensor, sampleable: torch.Tensor, *, new: bool) -> None:
-        """Gives new sampleable transitions the largest priority seen; takes the sampling mass of the others."""
-        index = stream * self.slots_per_stream + slot
-        include = index[sampleable]
-        if new and include.numel():
+    def _set_sampleable(self, stream: int, slot: torch.Tensor, sampleable: torch.Tensor) -> None:
+        """Gives the newly sampleable transitions the largest priority seen; takes the sampling mass of the others."""
+        include = stream * self.slots_per_stream + slot[sampleable]
+        if include.numel():
             self.sampler.update_priority(include, self.sampler.default_priority)
-        exclude = index[~sampleable]
-        if exclude.numel():
+        self.sampleable[stream, slot[sampleable]] = True
+        self._exclude(stream, slot[~sampleable])
+
+    def _exclude(self, stream: int, slot: torch.Tensor) -> None:
+        """Takes the sampling mass of the transitions starting at ``slot`` ([n]); they are not sampled again."""
+        if slot.numel():
+            index = stream * self.slots_per_stream + slot
             # TorchRL's update_priority writes (p + eps) ** alpha > 0; zero mass needs the trees themselves.
-            self.sampler._sum_tree[exclude] = torch.zeros(exclude.numel())
-            self.sampler._min_tree[exclude] = torch.full((exclude.numel(),), math.inf)
-        self.sampleable[stream, slot] = sampleable
+            self.sampler._sum_tree[index] = torch.zeros(index.numel())
+            self.sampler._min_tree[index] = torch.full((index.numel(),), math.inf)
+            self.sampleable[stream, slot] = False
 
     # ------------------------------------------------------------------ reading
 

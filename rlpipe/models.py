@@ -12,7 +12,8 @@ from torchrl.envs import EnvBase
 from torchrl.modules import MLP, ConvNet, QValueActor
 from torchrl.modules.models import DuelingCnnDQNet, DuelingMlpDQNet
 
-from rlpipe.keys import ACTION_MASK_KEY, OBSERVATION_KEY
+from rlpipe.envs import action_mask_key
+from rlpipe.keys import OBSERVATION_KEY
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -38,8 +39,7 @@ def make_q_network(model_cfg: DictConfig, env: EnvBase, device: torch.device) ->
     # With an action mask, masked actions get the lowest float as Q-value before the argmax: the greedy action,
     # and the double-DQN target's argmax over next actions (DQNLoss runs this actor on the next state, with the
     # next state's mask), only consider valid actions. The chosen actions' values stay unmasked.
-    mask_key = ACTION_MASK_KEY if ACTION_MASK_KEY in env.observation_spec.keys() else None
-    actor = QValueActor(net, in_keys=[OBSERVATION_KEY], spec=action_spec, action_mask_key=mask_key).to(device)
+    actor = QValueActor(net, in_keys=[OBSERVATION_KEY], spec=action_spec, action_mask_key=action_mask_key(env)).to(device)
 
     with torch.no_grad():  # a dummy forward pass confirms the sizes before training starts
         probe = observation_spec.zero().unsqueeze(0).to(device)  # [1, *observation_shape]

@@ -47,7 +47,7 @@ from rlpipe.learner import (
 )
 from rlpipe.loggers import MetricWindow, make_logger
 from rlpipe.models import make_q_network
-from rlpipe.keys import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, INDEX_KEY, OBSERVATION_KEY, PRIORITY_WEIGHT_KEY
+from rlpipe.keys import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, INDEX_KEY, PRIORITY_WEIGHT_KEY
 from rlpipe.replay import make_beta_schedule, make_replay_buffer
 from rlpipe.runtime import pick_device, quiet_libraries, seed_everything
 

@@ -13,7 +13,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from conftest import compose_config
 
 from rlpipe.envs import make_env, score_key
-from rlpipe.envs.atari import FIRE, AntialiasedResize, NoopFireReset, RewardShaping
+from rlpipe.envs.atari import AntialiasedResize, NoopFireReset, RewardShaping
 from rlpipe.evaluate import evaluate_policy
 from rlpipe.exploration import BoltzmannModule, TemperatureSchedule, make_exploration
 from rlpipe.keys import EPISODE_SCORE_KEY, TRANSITION_KEYS

@@ -136,7 +136,7 @@ def test_doorkey_cli_reports_success_and_the_agent_api_acts(tmp_path):
     assert summary["env"] == SKILL_ENV_ID and 0.0 <= summary["eval_success_rate"] <= 1.0
     assert summary["eval_primitive_steps_mean"] > 0
     # decisions per episode beside primitive steps (max_decisions caps an episode at 100 decisions)
-    assert 1 <= summary["eval_length_mean"] <= 100 and summary["evaluations"][-1]["length_mean"] == summary["eval_length_mean"]
+    assert 1 <= summary["eval_length_mean"] <= 100
     assert summary["eval_primitive_steps_mean"] >= summary["eval_length_mean"]
     assert "success rate" in result.stdout
     scalars = tmp_path / "logs" / "csv" / "scalars"

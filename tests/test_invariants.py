@@ -18,7 +18,7 @@ from torchrl.modules import QValueActor
 from rlpipe.checkpoint import CheckpointError, Counters, load_checkpoint, restore_checkpoint, save_checkpoint
 from rlpipe.envs import make_env
 from rlpipe.evaluate import evaluate_policy
-from rlpipe.exploration import BoltzmannModule, EpsilonSchedule, TemperatureSchedule, make_exploration
+from rlpipe.exploration import EpsilonSchedule, make_exploration
 from rlpipe.learner import GradientUpdate, make_loss, make_optimizer, make_target_updater
 from rlpipe.models import make_q_network
 from rlpipe.keys import INDEX_KEY, TRANSITION_KEYS
