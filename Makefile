@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Extra Hydra overrides for `make train`, e.g. make train ARGS="env=lunarlander train.seed=3"
 ARGS ?=
 
-.PHONY: venv train test test-slow bench clean
+.PHONY: venv train test test-slow lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ train: $(STAMP)
 # The default suite (CI): everything not marked slow, including a learning-to-threshold run.
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# ruff (installed into .venv/ from the package index as a test dependency) over the package, tests and benchmarks.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rlpipe tests benchmarks
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

@@ -14,7 +14,17 @@ of its own, with its own plain-PyTorch baseline, as a training run would.
 K is the preset's updates per learning phase (``steps_per_collect * updates_per_step``: 128 for CartPole) and, as
 the worst case, 1.
 
+For Breakout (``--env breakout``) the question is how fast this CPU can run a Nature-CNN update at all, so the
+contenders are, at each of ``--batch-sizes`` (32 and 128), against the same plain fp32 update:
+
+- rlpipe's learning phase as the preset trains (``FrameReplay``, 3-step targets, compiled loss, ``train.precision``
+  auto), and with ``train.precision=bf16``, uniform replay, or no compile;
+- the plain update with one lever each: bf16 autocast (targets and loss fp32), ``channels_last`` tensors,
+  ``torch.compile`` of the loss, both, one online forward over ``[s; s']`` instead of two, and 1 torch thread
+  instead of 2.
+
     python benchmarks/learner_throughput.py [--env cartpole] [--rounds 15] [--updates 256]
+    python benchmarks/learner_throughput.py --env breakout --rounds 3 --updates 24 --buffer-size 20000
 """
 
 from __future__ import annotations
@@ -31,11 +41,12 @@ from tensordict import TensorDict
 from torch import nn
 
 from bench_common import compose_config, interleaved_medians, paired_ratio, rate, save
-from rlpipe.envs import make_env
-from rlpipe.learner import GradientUpdate, make_loss, make_optimizer, make_target_updater
+from rlpipe.envs import make_env, transition_keys
+from rlpipe.learner import make_gradient_update, make_loss, make_optimizer, make_target_updater
 from rlpipe.models import ACTIVATIONS, BytesToUnit, make_q_network
 from rlpipe.keys import INDEX_KEY
 from rlpipe.replay import make_replay_buffer
+from rlpipe.runtime import resolve_precision
 
 
 def random_transitions(n: int, observation_shape: torch.Size, n_actions: int) -> TensorDict:
@@ -93,25 +104,55 @@ def plain_network(cfg, observation_shape: torch.Size, n_actions: int) -> nn.Modu
     return nn.Sequential(*layers, nn.Linear(n_features, cfg.model.hidden_size), activation(), nn.Linear(cfg.model.hidden_size, n_actions))
 
 
-def plain_pytorch_update(data: TensorDict, cfg, observation_shape: torch.Size, n_actions: int):
-    """A hand-written double-DQN update of the same network, reading preallocated tensors."""
+PLAIN_LEVERS = ("bf16", "channels_last", "compiled", "joint", "threads1")
+
+
+def plain_pytorch_update(data: TensorDict, cfg, observation_shape: torch.Size, n_actions: int, *, levers: frozenset[str] = frozenset()):
+    """A hand-written double-DQN update of the same network, reading preallocated tensors.
+
+    ``levers`` (``PLAIN_LEVERS``) change one thing each: ``bf16`` runs the three forward passes under bf16 autocast
+    (the target and the loss in fp32), ``channels_last`` stores network and inputs channels-last, ``compiled``
+    compiles the loss (forward passes, target, Huber), ``joint`` runs the online network once over ``[s; s']``
+    instead of twice, ``threads1`` runs the update on 1 torch thread instead of 2.
+    """
     q_net = plain_network(cfg, observation_shape, n_actions)
+    memory_format = torch.channels_last if "channels_last" in levers else torch.contiguous_format
+    q_net = q_net.to(memory_format=memory_format)
     target_net = copy.deepcopy(q_net)
     optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.train.lr)
     obs, actions = data["observation"], data["action"]
     next_obs, rewards = data["next", "observation"], data["next", "reward"]
     terminated = data["next", "terminated"].float()
     n, batch_size, gamma, max_norm = len(data), cfg.train.batch_size, cfg.train.gamma, cfg.train.max_grad_norm
+    pixels = obs.dim() == 4
     counter = {"updates": 0}
 
+    def loss_of(o, a, o2, r, term):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in levers):
+            if "joint" in levers:
+                q_both = q_net(torch.cat([o, o2]))  # [2B, A]: one online pass; s' rows only give the argmax
+                q_all, next_online = q_both[: len(o)], q_both[len(o):].detach()
+            else:
+                q_all = q_net(o)
+                with torch.no_grad():
+                    next_online = q_net(o2)
+            with torch.no_grad():
+                next_target = target_net(o2)
+        next_q = next_target.float().gather(-1, next_online.argmax(-1, keepdim=True))
+        target = r + gamma * (1.0 - term) * next_q  # fp32
+        return F.smooth_l1_loss(q_all.float().gather(-1, a.unsqueeze(-1)), target)
+
+    loss_fn = torch.compile(loss_of, dynamic=False) if "compiled" in levers else loss_of
+
     def update() -> None:
+        threads = torch.get_num_threads()
+        if "threads1" in levers:
+            torch.set_num_threads(1)
         idx = torch.randint(0, n, (batch_size,))
-        with torch.no_grad():
-            next_action = q_net(next_obs[idx]).argmax(-1, keepdim=True)
-            next_q = target_net(next_obs[idx]).gather(-1, next_action)
-            target = rewards[idx] + gamma * (1.0 - terminated[idx]) * next_q
-        q = q_net(obs[idx]).gather(-1, actions[idx].unsqueeze(-1))
-        loss = F.smooth_l1_loss(q, target)
+        o, o2 = obs[idx], next_obs[idx]
+        if pixels:
+            o, o2 = o.contiguous(memory_format=memory_format), o2.contiguous(memory_format=memory_format)
+        loss = loss_fn(o, actions[idx], o2, rewards[idx], terminated[idx])
         optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(q_net.parameters(), max_norm)
@@ -119,21 +160,22 @@ def plain_pytorch_update(data: TensorDict, cfg, observation_shape: torch.Size, n
         counter["updates"] += 1
         if counter["updates"] % cfg.train.target_update_steps == 0:
             target_net.load_state_dict(q_net.state_dict())
+        torch.set_num_threads(threads)
 
     return update
 
 
-def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: int, compile: bool):
+def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: int):
     """One learning phase of rlpipe/train.py, built with the same factories from the same configuration."""
-    cfg = compose_config(overrides)
+    cfg = compose_config([*overrides, "env.num_envs=1"])  # one stream: the synthetic data is one trajectory
     env = make_env(cfg.env)
     device = torch.device("cpu")
-    q_network = make_q_network(cfg.model, env, device)
+    q_network = make_q_network(cfg.model, env, device, precision=resolve_precision(cfg.train.precision, device))
     loss_module = make_loss(cfg.train, q_network)
     optimizer = make_optimizer(cfg.train, loss_module, device)
     target_updater = make_target_updater(cfg.train, loss_module)
-    update = GradientUpdate(loss_module, optimizer, max_grad_norm=cfg.train.max_grad_norm, compile=compile, device=device)
-    replay = make_replay_buffer(cfg.buffer, cfg.env, env)
+    update = make_gradient_update(cfg.train, loss_module, optimizer, transition_keys=transition_keys(env), device=device)
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma)
     replay.extend(data)
     batch_size, prioritized = cfg.train.batch_size, cfg.buffer.kind == "prioritized"
 
@@ -151,28 +193,41 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
 
 
 def measure_variant(args: argparse.Namespace) -> dict:
-    """Plain PyTorch against one rlpipe variant, interleaved in this process."""
-    cfg = compose_config([f"env={args.env}"])
-    env = make_env(cfg.env)
+    """Plain PyTorch against one rlpipe variant or one plain-PyTorch lever, interleaved in this process.
+
+    Variants: ``rlpipe:<buffer>:<K>:<compiled|eager>:<precision>``, or ``plain:<lever>[+<lever>]`` (``PLAIN_LEVERS``).
+    """
+    base = [f"env={args.env}"] + ([f"train.batch_size={args.batch_size}"] if args.batch_size else [])
+    cfg = compose_config(base)
+    env = make_env(cfg.env, num_envs=1)
     observation_shape = env.full_observation_spec_unbatched["observation"].shape
     n_actions = env.full_action_spec_unbatched["action"].space.n
-    buffer, k, mode = args.variant.split(":")
-    k = int(k)
+    kind, *spec = args.variant.split(":")
     if cfg.env.kind == "atari":  # stacked frames: the frame memory gets consecutive frames, plain PyTorch stacks
         data = synthetic_frames(args.buffer_size, observation_shape, n_actions)
         plain_data = random_transitions(min(args.buffer_size, 10_000), observation_shape, n_actions)
     else:
         data = plain_data = random_transitions(args.buffer_size, observation_shape, n_actions)
     plain = plain_pytorch_update(plain_data, cfg, observation_shape, n_actions)
-    phase = rlpipe_phase(data, [f"env={args.env}", f"buffer={buffer}"], updates_per_phase=k, compile=mode == "compiled")
+    if kind == "plain":
+        levers = frozenset(spec[0].split("+"))
+        contender = plain_pytorch_update(plain_data, cfg, observation_shape, n_actions, levers=levers)
+        contender()  # a compiled lever compiles here
+        k, described = 1, {"levers": sorted(levers)}
+    else:
+        buffer, k, mode, precision = spec[0], int(spec[1]), spec[2], spec[3] if len(spec) > 3 else "auto"
+        overrides = [*base, f"buffer={buffer}", f"train.compile={mode == 'compiled'}", f"train.precision={precision}"]
+        contender = rlpipe_phase(data, overrides, updates_per_phase=k)
+        described = {"buffer": buffer, "updates_per_phase": k, "mode": mode, "precision": precision,
+                     "precision_used": str(resolve_precision(precision, torch.device("cpu"))).removeprefix("torch.")}
     results = interleaved_medians(
         {
             "plain": lambda: rate(plain, calls=args.updates),
-            "rlpipe": lambda: k * rate(phase, calls=max(1, args.updates // k), warmup=0),
+            "rlpipe": lambda: k * rate(contender, calls=max(1, args.updates // k), warmup=0),
         },
         rounds=args.rounds,
     )
-    return {"buffer": buffer, "updates_per_phase": k, "mode": mode, **results,
+    return {"variant": args.variant, "batch_size": cfg.train.batch_size, **described, **results,
             "ratio": paired_ratio(results["rlpipe"]["rates"], results["plain"]["rates"])}
 
 
@@ -182,7 +237,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--updates", type=int, default=256, help="timed updates per contender per round")
     parser.add_argument("--buffer-size", type=int, default=50_000)
-    parser.add_argument("--variant", help="buffer:K:compiled|eager; measure only this one (used by the full run)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", help="Breakout: the batch sizes to measure (32 128)")
+    parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)  # one variant's batch size (the full run)
+    parser.add_argument("--variant", help="rlpipe:buffer:K:compiled|eager[:precision] or plain:lever[+lever]; measure only this one")
     args = parser.parse_args()
     if args.variant:
         print(json.dumps(measure_variant(args)))
@@ -190,29 +247,43 @@ def main() -> None:
 
     cfg = compose_config([f"env={args.env}"])
     preset_k = int(cfg.train.steps_per_collect * cfg.train.updates_per_step)
-    variants = [f"{buffer}:{k}:compiled" for k in sorted({preset_k, 1}, reverse=True) for buffer in ("prioritized", "uniform")]
-    variants.append(f"prioritized:{preset_k}:eager")
+    if cfg.env.kind == "atari":
+        batch_sizes = args.batch_sizes or [32, 128]
+        variants = [f"rlpipe:prioritized:{preset_k}:compiled:auto", f"rlpipe:prioritized:{preset_k}:compiled:bf16",
+                    f"rlpipe:uniform:{preset_k}:compiled:auto", f"rlpipe:prioritized:{preset_k}:eager:auto",
+                    *(f"plain:{lever}" for lever in PLAIN_LEVERS), "plain:compiled+bf16", "plain:compiled+channels_last"]
+    else:
+        batch_sizes = [None]
+        variants = [f"rlpipe:{buffer}:{k}:compiled" for k in sorted({preset_k, 1}, reverse=True) for buffer in ("prioritized", "uniform")]
+        variants.append(f"rlpipe:prioritized:{preset_k}:eager")
     # One process per variant, as in training: several compiled updates in one process share Dynamo's cache
     # entries and slow each other down.
     results = []
-    for variant in variants:
-        command = [sys.executable, __file__, "--variant", variant, "--env", args.env, "--rounds", str(args.rounds),
-                   "--updates", str(args.updates), "--buffer-size", str(args.buffer_size)]
-        proc = subprocess.run(command, capture_output=True, text=True, check=True)
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(f"measured {variant}", flush=True)
+    for batch_size in batch_sizes:
+        for variant in variants:
+            command = [sys.executable, __file__, "--variant", variant, "--env", args.env, "--rounds", str(args.rounds),
+                       "--updates", str(args.updates), "--buffer-size", str(args.buffer_size)]
+            if batch_size:
+                command += ["--batch-size", str(batch_size)]
+            proc = subprocess.run(command, capture_output=True, text=True, check=True)
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(f"measured {variant} (batch {results[-1]['batch_size']}): ratio {results[-1]['ratio']:.2f}", flush=True)
 
     model = f"MLP {list(cfg.model.hidden_sizes)}" if cfg.model.kind == "mlp" else "Nature CNN on 8-frame stacks"
-    print(f"\nLearner throughput, {args.env}: {model}, batch {cfg.train.batch_size}; "
-          f"{args.rounds} interleaved rounds of {args.updates} updates per contender; medians, and the median of the "
-          f"per-round ratios")
-    print("| rlpipe update | K (updates per phase) | rlpipe updates/s | plain PyTorch updates/s | ratio |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print(f"\nLearner throughput, {args.env}: {model}; {args.rounds} interleaved rounds of {args.updates} updates per "
+          f"contender; medians, and the median of the per-round ratios to the plain fp32 update")
+    print("| contender | batch | K (updates per phase) | updates/s | plain fp32 updates/s | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
-        name = f"{r['buffer']} replay, {'compiled' if r['mode'] == 'compiled' else 'eager (train.compile=false)'}"
-        print(f"| {name} | {r['updates_per_phase']} | {r['rlpipe']['median']:.0f} | {r['plain']['median']:.0f} | {r['ratio']:.2f} |")
+        if "levers" in r:
+            name = "plain PyTorch + " + " + ".join(r["levers"])
+        else:
+            precision = f", {r['precision_used']}" if "precision_used" in r else ""
+            name = f"rlpipe, {r['buffer']} replay, {'compiled' if r['mode'] == 'compiled' else 'eager (train.compile=false)'}{precision}"
+        print(f"| {name} | {r['batch_size']} | {r.get('updates_per_phase', 1)} | {r['rlpipe']['median']:.1f} | "
+              f"{r['plain']['median']:.1f} | {r['ratio']:.2f} |")
     save(f"learner_throughput_{args.env}", {
-        "env": args.env, "model": model, "batch_size": cfg.train.batch_size,
+        "env": args.env, "model": model, "batch_sizes": [b or cfg.train.batch_size for b in batch_sizes],
         "preset_updates_per_phase": preset_k, "results": results,
     })
 

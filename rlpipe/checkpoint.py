@@ -4,7 +4,8 @@ A checkpoint is a ``torch.save`` dict, loaded back with ``torch.load(weights_onl
 
 - ``format``, ``version``: identify the file as an rlpipe checkpoint;
 - ``config``: the resolved run configuration (the evaluator rebuilds the env and network from it);
-- ``counters``: agent steps, gradient updates, episodes, best evaluation so far;
+- ``counters``: agent steps, gradient updates, episodes, best evaluation so far, training wall seconds so far,
+  and every evaluation (so that a resumed run's curve and clock continue);
 - ``rng``: torch, CUDA, numpy and python random states;
 - one entry per stateful piece, under the name the training loop gives it (``q_network``, ``target_network``,
   ``optimizer``, ``lr_scheduler``, ``exploration``, ``target_updater``): each piece's ``state_dict()``;
@@ -21,7 +22,7 @@ import os
 import random
 import shutil
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,6 +54,8 @@ class Counters:
     updates: int = 0  # gradient updates done
     episodes: int = 0  # training episodes finished
     best_eval_return: float = float("-inf")  # best evaluation mean so far
+    wall_seconds: float = 0.0  # wall time of training so far (a resumed run's clock continues from it)
+    evaluations: list[dict[str, float]] = field(default_factory=list)  # every evaluation: step, return_mean, ...
 
 
 def save_checkpoint(

@@ -56,6 +56,7 @@ class TrainConfig:
     seed: int = _key(at_least(0))
     device: str = _key(Rule(lambda v: v in ("auto", "cpu", "mps") or v.startswith("cuda"), "auto, cpu, cuda, cuda:N or mps"))
     total_steps: int = _key(at_least(1))
+    time_limit_minutes: Optional[float] = _key(Rule(lambda v: v is None or v > 0, "null or a number > 0"), default=None)
     init_random_steps: int = _key(at_least(0))
     steps_per_collect: int = _key(at_least(1))
     updates_per_step: float = _key(positive())
@@ -65,12 +66,14 @@ class TrainConfig:
     lr_final: float = _key(at_least(0.0))
     adam_eps: float = _key(positive())
     gamma: float = _key(between(0.0, 1.0))
+    n_step: int = _key(at_least(1), default=1)  # defaults: checkpoints written before these keys existed
     loss: str = _key(one_of("smooth_l1", "l2", "l1"))
     max_grad_norm: float = _key(positive())
     target_update: str = _key(one_of("hard", "soft"))
     target_update_steps: int = _key(at_least(1))
     target_tau: float = _key(Rule(lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"))
     compile: bool = _key()
+    precision: str = _key(one_of("auto", "fp32", "bf16"), default="auto")
     stop_on_solve: bool = _key()
     log_interval_steps: int = _key(at_least(1))
 
@@ -307,6 +310,11 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
         raise ConfigError(
             f"model={cfg.model.kind} does not fit env={cfg.env.name} ({cfg.env.kind}): "
             f"expected model=nature_cnn for pixel (atari) environments and model=mlp otherwise"
+        )
+    if train.n_step > 1 and cfg.env.kind != "atari":
+        raise ConfigError(
+            f"train.n_step={train.n_step} is invalid with env={cfg.env.name}: n-step returns are computed by the "
+            f"frame replay of pixel (atari) environments; expected 1"
         )
     if exploration.kind == "egreedy":
         if exploration.eps_final > exploration.eps_init:

@@ -21,8 +21,18 @@ An episode with T transitions takes T + 1 slots. The observation at slot ``j`` i
 start with its first frame, exactly as ``CatFrames(padding="same")`` built it; the next observation is the same
 rule at slot ``j + 1``.
 
-A slot can be sampled when it starts a transition, the slot after it continues the same episode (written right
-after it), and the oldest frame its observation needs has not been overwritten. All other slots have zero
+**n-step returns** (``n_step > 1``; Sutton 1988, as in Rainbow, Hessel et al. 2018,
+https://arxiv.org/abs/1710.02298): the transition sampled at slot ``j`` covers the ``m <= n`` transitions
+``j, ..., j + m - 1``, where ``m`` stops early at the first one that is terminal for the learner (a lost life with
+episodic life) or ends the episode (``done``). It carries the discounted reward
+``r_j + gamma * r_{j+1} + ... + gamma^(m-1) * r_{j+m-1}``, the terminal and done flags of its last transition, the
+next observation at slot ``j + m`` and ``steps_to_next_obs = m``, which TorchRL's TD(0) estimator reads to
+bootstrap with ``gamma^m``: ``y = R + gamma^m * (1 - terminated) * Q_target(s_{j+m}, argmax Q(s_{j+m}, .))``.
+Hand-written because TorchRL's ``MultiStepTransform`` works on stored trajectories of full stacks, and this
+memory stores single frames.
+
+A slot can be sampled when it starts a transition, the slots of its n-step window have been written and continue
+the same episode, and the oldest frame its observation needs has not been overwritten. All other slots have zero
 sampling mass: their sum-tree entry is 0 and their min-tree entry +inf, so they are never drawn and do not change
 the importance weights of the others. The sampler's other rules are TorchRL's (``rlpipe.replay`` documents the
 priority convention): a transition enters with the largest priority seen so far.
@@ -43,7 +53,7 @@ from tensordict import MemoryMappedTensor, TensorDict, TensorDictBase
 from torchrl.data import PrioritizedSampler
 
 from rlpipe.keys import EPISODE_LENGTH_KEY as EPISODE_STEP_KEY
-from rlpipe.keys import INDEX_KEY, OBSERVATION_KEY, PRIORITY_WEIGHT_KEY, TRANSITION_KEYS
+from rlpipe.keys import INDEX_KEY, OBSERVATION_KEY, PRIORITY_WEIGHT_KEY, STEPS_TO_NEXT_OBS_KEY, TRANSITION_KEYS
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,8 @@ class FrameReplay:
         frame_shape: ``(H, W)`` of one frame.
         frame_stack: ``N``, frames per observation.
         alpha, beta, priority_eps: prioritized sampling (``alpha=0, beta=0`` samples uniformly).
+        n_step: transitions summed into one sampled transition (1: plain one-step transitions).
+        gamma: the discount of the n-step reward sum (unused with ``n_step=1``).
         terminal_key: the collected key that the learner treats as terminal (``("next", "end-of-life")`` with
             episodic life).
         memmap_dir: keep the slots in memory-mapped files in this directory instead of RAM.
@@ -85,14 +97,18 @@ class FrameReplay:
         alpha: float,
         beta: float,
         priority_eps: float,
+        n_step: int = 1,
+        gamma: float = 0.99,
         terminal_key: tuple[str, str] = ("next", "terminated"),
         memmap_dir: str | None = None,
     ) -> None:
-        if capacity // num_streams <= 2 * frame_stack:
+        if capacity // num_streams <= 2 * (frame_stack + n_step):
             raise ValueError(f"capacity {capacity} is too small for {num_streams} streams of {frame_stack}-frame stacks")
         self.num_streams = num_streams
         self.slots_per_stream = capacity // num_streams
         self.frame_stack = frame_stack
+        self.n_step = n_step
+        self.gamma = gamma
         self.terminal_key = terminal_key
         self.memmap_dir = memmap_dir
         self.sampler = PrioritizedSampler(max_capacity=self.capacity, alpha=alpha, beta=beta, eps=priority_eps)
@@ -180,9 +196,14 @@ class FrameReplay:
         self.slots[stream][slot] = rows
         self.written[stream] += n_rows
 
-        # Sampleability changes only near the write: the new slots, the slot before them (it now has a next
-        # frame) and, once the ring wraps, the slots after them (their oldest frames were just overwritten).
-        before = torch.tensor([(first_write - 1) % slots_per_stream]) if first_write > 0 else torch.empty(0, dtype=torch.long)
+        # Sampleability changes only near the write: the new slots, the n slots before them (their n-step
+        # windows may now be complete) and, once the ring wraps, the slots after them (their oldest frames were
+        # just overwritten).
+        back = torch.arange(min(self.n_step, first_write), 0, -1)  # [<= n]
+        before = (first_write - back) % slots_per_stream
+        # A slot before the write that is sampleable already (its window ended early, at a terminal or an episode
+        # end) keeps the priority the learner gave it; only newly complete windows enter at the largest priority.
+        before = before[~self.sampleable[stream, before]]
         renewed = torch.cat([before, slot])
         self._set_sampleable(stream, renewed, self._can_sample(stream, renewed))
         if first_write + n_rows > slots_per_stream:
@@ -198,15 +219,19 @@ class FrameReplay:
         """Whether the transition starting at ``slot`` can be rebuilt and sampled ([n] bool)."""
         slots = self.slots[stream]
         step = slots["episode_step"][slot].long()  # [n]
-        next_slot = (slot + 1) % self.slots_per_stream
         number = self._write_number(stream, slot)
         oldest_needed = number - step.clamp(max=self.frame_stack - 1)
+        ahead = (slot[:, None] + torch.arange(self.n_step)) % self.slots_per_stream  # [n, n_step]
+        window = _window(slots, ahead)  # [n, n_step]: which transitions the n-step window covers
+        length = window.sum(-1)  # [n] m
+        next_slot = (slot + length) % self.slots_per_stream
         return (
             slots["starts_transition"][slot]
-            & (number + 1 < self.written[stream])  # the next frame has been written...
-            & (slots["episode_step"][next_slot].long() == step + 1)  # ...and continues this episode
+            & (number + length < self.written[stream])  # the window's next frame has been written...
+            & (slots["episode_step"][next_slot].long() == step + length)  # ...and continues this episode
             & (oldest_needed >= self.written[stream] - self.slots_per_stream)  # the history is still there
         )
+
 
     def _set_sampleable(self, stream: int, slot: torch.Tensor, sampleable: torch.Tensor) -> None:
         """Gives the newly sampleable transitions the largest priority seen; takes the sampling mass of the others."""
@@ -238,30 +263,49 @@ class FrameReplay:
         return batch
 
     def transitions(self, index: torch.Tensor) -> TensorDict:
-        """Rebuilds the transitions starting at global slot ``index`` ([B]) from their frames."""
+        """Rebuilds the (n-step) transitions starting at global slot ``index`` ([B]) from their frames."""
         index = index.long()
         stream, slot = index // self.slots_per_stream, index % self.slots_per_stream
         flat = self.slots.view(-1)  # [E * S]
+        base = stream * self.slots_per_stream  # [B]
         step = flat["episode_step"][index].long()  # [B]
+        if self.n_step == 1:
+            length = torch.ones_like(step)  # [B] m
+            last = index
+            reward = flat["reward"][index]
+        else:
+            ahead = base[:, None] + (slot[:, None] + torch.arange(self.n_step)) % self.slots_per_stream  # [B, n]
+            window = _window(flat, ahead)  # [B, n]
+            length = window.sum(-1)  # [B] m
+            last = ahead.gather(1, (length - 1)[:, None]).squeeze(1)  # [B] the window's last transition
+            discount = self.gamma ** torch.arange(self.n_step, dtype=torch.float32)  # [n]
+            reward = (flat["reward"][ahead] * discount * window).sum(-1)  # [B] sum_k gamma^k r_{j+k}
         offsets = torch.arange(self.frame_stack - 1, -1, -1)  # [N]: N-1, ..., 0 frames back
         back = torch.minimum(offsets[None, :], step[:, None])  # [B, N]
-        back_next = torch.minimum(offsets[None, :], step[:, None] + 1)  # [B, N]
-        base = stream[:, None] * self.slots_per_stream
+        back_next = torch.minimum(offsets[None, :], step[:, None] + length[:, None])  # [B, N]
         frames = flat["frame"]  # [E * S, H, W]
-        observation = frames[base + (slot[:, None] - back) % self.slots_per_stream]  # [B, N, H, W]
-        next_observation = frames[base + (slot[:, None] + 1 - back_next) % self.slots_per_stream]  # [B, N, H, W]
-        return TensorDict(
+        observation = frames[base[:, None] + (slot[:, None] - back) % self.slots_per_stream]  # [B, N, H, W]
+        next_slot = slot[:, None] + length[:, None] - back_next
+        next_observation = frames[base[:, None] + next_slot % self.slots_per_stream]  # [B, N, H, W]
+        batch = TensorDict(
             {
                 TRANSITION_KEYS[0]: observation,
                 TRANSITION_KEYS[1]: flat["action"][index],
                 TRANSITION_KEYS[2]: next_observation,
-                TRANSITION_KEYS[3]: flat["reward"][index].unsqueeze(-1),
-                TRANSITION_KEYS[4]: flat["done"][index].unsqueeze(-1),
-                TRANSITION_KEYS[5]: flat["terminated"][index].unsqueeze(-1),
+                TRANSITION_KEYS[3]: reward.unsqueeze(-1),
+                TRANSITION_KEYS[4]: flat["done"][last].unsqueeze(-1),
+                TRANSITION_KEYS[5]: flat["terminated"][last].unsqueeze(-1),
                 INDEX_KEY: index,
             },
             batch_size=index.shape,
         )
+        if self.n_step > 1:
+            batch.set(STEPS_TO_NEXT_OBS_KEY, length.unsqueeze(-1))  # [B, 1]: TD(0) bootstraps with gamma ** m
+        return batch
+
+    def _filled_slots(self) -> int:
+        """Slots per stream that hold data: all of them once any stream's ring has wrapped."""
+        return int(self.written.max().clamp(max=self.slots_per_stream)) if self.written.numel() else 0
 
     def update_priority(self, index: torch.Tensor, priority: torch.Tensor) -> None:
         """New priorities for sampled transitions; a transition that can no longer be sampled keeps zero mass."""
@@ -275,13 +319,15 @@ class FrameReplay:
         """Writes the memory under ``path``: slots as memory-mapped tensors, the sampler as TorchRL dumps it."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.slots.memmap(prefix=path / "slots", copy_existing=True)
+        filled = self._filled_slots()  # a memory not yet full is stored up to its last written slot
+        self.slots[:, :filled].memmap(prefix=path / "slots", copy_existing=True)
         self.sampler.dumps(path / "sampler")
         meta = {
             "written": self.written.tolist(),
             "num_streams": self.num_streams,
             "slots_per_stream": self.slots_per_stream,
             "frame_stack": self.frame_stack,
+            "n_step": self.n_step,
         }
         (path / "frame_replay.json").write_text(json.dumps(meta))
 
@@ -289,15 +335,24 @@ class FrameReplay:
         """Reads a memory written by :meth:`dumps` with the same layout."""
         path = Path(path)
         meta = json.loads((path / "frame_replay.json").read_text())
-        layout = (meta["num_streams"], meta["slots_per_stream"], meta["frame_stack"])
-        if layout != (self.num_streams, self.slots_per_stream, self.frame_stack):
-            raise ValueError(f"stored layout (streams, slots, stack) {layout} differs from this memory's")
-        self.slots.update_(TensorDict.load_memmap(path / "slots"))
-        self.sampler.loads(path / "sampler")
+        layout = (meta["num_streams"], meta["slots_per_stream"], meta["frame_stack"], meta.get("n_step", 1))
+        if layout != (self.num_streams, self.slots_per_stream, self.frame_stack, self.n_step):
+            raise ValueError(f"stored layout (streams, slots, stack, n-step) {layout} differs from this memory's")
         self.written = torch.tensor(meta["written"], dtype=torch.long)
+        self.slots[:, : self._filled_slots()].update_(TensorDict.load_memmap(path / "slots"))
+        self.sampler.loads(path / "sampler")
         for stream in range(self.num_streams):
             all_slots = torch.arange(self.slots_per_stream)
             self.sampleable[stream] = self._can_sample(stream, all_slots)
+
+
+def _window(slots: TensorDict, ahead: torch.Tensor) -> torch.Tensor:
+    """Which transitions belong to n-step windows: ``ahead [B, n]`` are the slots ``j, j+1, ..., j+n-1`` of each
+    window (in ``slots``); returns ``[B, n]`` bool. Slot ``j`` always does; a later one only while no earlier one
+    in the window was terminal for the learner or ended the episode. Slots not yet written hold stale data:
+    ``FrameReplay._can_sample`` rejects the windows that reach them."""
+    ends = slots["terminated"][ahead] | slots["done"][ahead] | ~slots["starts_transition"][ahead]  # [B, n]
+    return torch.cat([torch.ones_like(ends[:, :1]), ~ends[:, :-1].cummax(-1).values], -1)
 
 
 def clear_memmap_dir(path: str | None) -> None:

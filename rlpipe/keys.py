@@ -19,5 +19,6 @@ TRANSITION_KEYS = (
     ("next", "terminated"),  # terminal for the TD target
 )
 MASK_TRANSITION_KEYS = (ACTION_MASK_KEY, ("next", ACTION_MASK_KEY))  # stored too where the env masks actions
+STEPS_TO_NEXT_OBS_KEY = "steps_to_next_obs"  # [1] agent steps an n-step transition spans (TorchRL's TD(0) reads it)
 INDEX_KEY = "index"  # where a sampled transition sits in the replay buffer
 PRIORITY_WEIGHT_KEY = "priority_weight"  # PER importance weight of a sampled transition

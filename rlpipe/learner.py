@@ -14,7 +14,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler
 from torchrl.modules import QValueActor
 from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
 
-from rlpipe.keys import PRIORITY_WEIGHT_KEY, TRANSITION_KEYS
+from rlpipe.keys import PRIORITY_WEIGHT_KEY, STEPS_TO_NEXT_OBS_KEY, TRANSITION_KEYS
 
 
 def make_loss(train_cfg: DictConfig, q_network: QValueActor) -> DQNLoss:
@@ -61,6 +61,34 @@ def make_target_updater(train_cfg: DictConfig, loss_module: DQNLoss) -> HardUpda
         # HardUpdate copies on the call after its counter reaches the interval, i.e. every interval + 1 calls.
         return HardUpdate(loss_module, value_network_update_interval=train_cfg.target_update_steps - 1)
     return SoftUpdate(loss_module, tau=train_cfg.target_tau)
+
+
+def make_gradient_update(
+    train_cfg: DictConfig,
+    loss_module: DQNLoss,
+    optimizer: torch.optim.Optimizer,
+    *,
+    transition_keys: tuple,
+    device: torch.device,
+) -> GradientUpdate:
+    """The gradient step as ``train.py`` runs it (and the learner benchmark measures it).
+
+    Args:
+        train_cfg: the ``train`` config section (clipping, compile, n-step).
+        loss_module, optimizer: from :func:`make_loss` and :func:`make_optimizer`.
+        transition_keys: what a stored transition of the env holds (``rlpipe.envs.transition_keys``).
+        device: where the learner's parameters live.
+    """
+    if train_cfg.n_step > 1:  # n-step transitions carry the steps they span: TD(0) bootstraps with gamma ** steps
+        transition_keys = transition_keys + (STEPS_TO_NEXT_OBS_KEY,)
+    return GradientUpdate(
+        loss_module,
+        optimizer,
+        max_grad_norm=train_cfg.max_grad_norm,
+        compile=train_cfg.compile,
+        device=device,
+        transition_keys=transition_keys,
+    )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ counter as the x-axis. Metric names are ``<group>/<name>``: ``train/*``, ``episo
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import defaultdict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,11 @@ class MetricWindow:
         self._grad_norms: list[torch.Tensor] = []
         self._per: dict[str, torch.Tensor] = {}
 
+    @property
+    def start_step(self) -> int:
+        """The agent-step counter when this window started."""
+        return self._start[1]
+
     def record_episodes(
         self, returns: list[float], scores: list[float], lengths: list[int], extras: dict[str, list[float]] | None = None
     ) -> None:
@@ -121,4 +128,58 @@ class MetricWindow:
             metrics[f"buffer/{name}_min"] = values.min().item()
             metrics[f"buffer/{name}_max"] = values.max().item()
         self._reset(step, updates)
+        return metrics
+
+
+class StageClock:
+    """Wall time of each stage of the training loop between two log points: where a step's time goes.
+
+    ``with clock("learner"): ...`` times a block; :meth:`time_module` times every call of an ``nn.Module`` through
+    forward hooks (the collector calls the policy itself). :meth:`flush` turns the window into
+    ``time/<stage>_fraction`` (share of the window's wall time) and ``time/<stage>_ms_per_step`` (milliseconds per
+    agent step); time outside every stage is reported as ``other``.
+    """
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = defaultdict(float)
+        self._start = time.perf_counter()
+        self._hook_start = 0.0
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._seconds[stage] += time.perf_counter() - start
+
+    def add(self, stage: str, seconds: float) -> None:
+        self._seconds[stage] += seconds
+
+    def time_module(self, module: torch.nn.Module, stage: str) -> None:
+        """Adds the wall time of every forward call of ``module`` to ``stage``."""
+
+        def started(*_: Any) -> None:
+            self._hook_start = time.perf_counter()
+
+        def finished(*_: Any) -> None:
+            self._seconds[stage] += time.perf_counter() - self._hook_start
+
+        module.register_forward_pre_hook(started)
+        module.register_forward_hook(finished)
+
+    def seconds(self, stage: str) -> float:
+        return self._seconds.get(stage, 0.0)
+
+    def flush(self, *, steps: int) -> dict[str, float]:
+        """Fractions of wall time and milliseconds per agent step of each stage since the last flush."""
+        wall = max(time.perf_counter() - self._start, 1e-9)
+        seconds = dict(self._seconds)
+        seconds["other"] = max(wall - sum(seconds.values()), 0.0)
+        metrics = {}
+        for stage, spent in seconds.items():
+            metrics[f"time/{stage}_fraction"] = spent / wall
+            metrics[f"time/{stage}_ms_per_step"] = 1e3 * spent / max(steps, 1)
+        self._seconds.clear()
+        self._start = time.perf_counter()
         return metrics

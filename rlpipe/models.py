@@ -23,19 +23,26 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def make_q_network(model_cfg: DictConfig, env: EnvBase, device: torch.device) -> QValueActor:
+def make_q_network(
+    model_cfg: DictConfig, env: EnvBase, device: torch.device, *, precision: torch.dtype = torch.float32
+) -> QValueActor:
     """A ``QValueActor`` mapping ``observation`` to ``action_value [B, A]`` and the greedy ``action [B]``.
 
     Args:
         model_cfg: the ``model`` config section; ``kind`` picks :func:`make_mlp` or :func:`make_nature_cnn`.
         env: any env of the task; only its (unbatched) specs are read.
         device: where the parameters live.
+        precision: the dtype the network computes in (``rlpipe.runtime.resolve_precision``); with bf16 the
+            network runs under autocast and returns fp32 Q-values, so TD targets and the loss stay fp32.
     """
     observation_spec = env.full_observation_spec_unbatched[OBSERVATION_KEY]
     action_spec = env.full_action_spec_unbatched["action"]
     n_actions = action_spec.space.n
     factory = {"mlp": make_mlp, "nature_cnn": make_nature_cnn}[model_cfg.kind]
     net = factory(model_cfg, observation_shape=observation_spec.shape, n_actions=n_actions)
+    if precision != torch.float32:
+        layers = list(net) if isinstance(net, nn.Sequential) else [net]
+        net = AutocastSequential(*layers, dtype=precision, device_type=device.type)
     # With an action mask, masked actions get the lowest float as Q-value before the argmax: the greedy action,
     # and the double-DQN target's argmax over next actions (DQNLoss runs this actor on the next state, with the
     # next state's mask), only consider valid actions. The chosen actions' values stay unmasked.
@@ -67,6 +74,28 @@ def make_mlp(model_cfg: DictConfig, *, observation_shape: torch.Size, n_actions:
             mlp_kwargs_output={"in_features": hidden[-1], "depth": 0},
         )
     return MLP(in_features=n_observations, out_features=n_actions, num_cells=hidden, activation_class=activation)
+
+
+class AutocastSequential(nn.Sequential):
+    """An ``nn.Sequential`` whose layers but the last compute under ``torch.autocast`` (mixed precision).
+
+    Parameters stay fp32 (Adam updates them in fp32) and keep the names of the plain ``nn.Sequential`` they
+    replace, so checkpoints load into either. Autocast runs the convolutions (or hidden layers) in ``dtype``; the
+    last layer, the Q-value head (for the Nature CNN its whole MLP), runs in fp32 on fp32 features: bf16 keeps 8
+    mantissa bits, so a Q-value near 100 would be rounded to 0.5. The TD target, the Huber loss and its weighted
+    reduction are therefore fp32 too.
+    """
+
+    def __init__(self, *layers: nn.Module, dtype: torch.dtype, device_type: str) -> None:
+        super().__init__(*layers)
+        self.dtype, self.device_type = dtype, device_type
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        *body, head = self
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            for layer in body:
+                x = layer(x)
+        return head(x.float())
 
 
 class BytesToUnit(nn.Module):

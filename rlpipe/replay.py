@@ -28,7 +28,9 @@ from rlpipe.frame_replay import FrameReplay, clear_memmap_dir
 from rlpipe.keys import OBSERVATION_KEY
 
 
-def make_replay_buffer(buffer_cfg: DictConfig, env_cfg: DictConfig, env: EnvBase) -> TensorDictReplayBuffer | FrameReplay:
+def make_replay_buffer(
+    buffer_cfg: DictConfig, env_cfg: DictConfig, env: EnvBase, *, n_step: int = 1, gamma: float = 0.99
+) -> TensorDictReplayBuffer | FrameReplay:
     """The replay memory for ``env``: a :class:`~rlpipe.frame_replay.FrameReplay` for frame-stacked pixel
     observations, TorchRL's prioritized or uniform buffer otherwise.
 
@@ -39,6 +41,8 @@ def make_replay_buffer(buffer_cfg: DictConfig, env_cfg: DictConfig, env: EnvBase
         buffer_cfg: the ``buffer`` config section.
         env_cfg: the ``env`` config section (its kind and terminal convention).
         env: the training env; the frame layout and the number of streams come from its specs and batch size.
+        n_step, gamma: n-step returns (``train.n_step``, ``train.gamma``); only the frame replay computes them
+            (the configuration refuses ``n_step > 1`` elsewhere).
     """
     prioritized = buffer_cfg.kind == "prioritized"
     memmap_dir = buffer_cfg.memmap_dir if buffer_cfg.storage == "memmap" else None
@@ -53,6 +57,8 @@ def make_replay_buffer(buffer_cfg: DictConfig, env_cfg: DictConfig, env: EnvBase
             alpha=buffer_cfg.alpha if prioritized else 0.0,
             beta=buffer_cfg.beta_init if prioritized else 0.0,
             priority_eps=buffer_cfg.priority_eps if prioritized else 1.0,
+            n_step=n_step,
+            gamma=gamma,
             terminal_key=terminal_key(env_cfg),
             memmap_dir=memmap_dir,
         )

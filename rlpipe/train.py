@@ -38,18 +38,18 @@ from rlpipe.envs import action_mask_key, episode_stats, make_env, score_key, tra
 from rlpipe.evaluate import EvalResult, evaluate_policy
 from rlpipe.exploration import make_exploration
 from rlpipe.learner import (
-    GradientUpdate,
     TargetUpdaterState,
+    make_gradient_update,
     make_loss,
     make_lr_scheduler,
     make_optimizer,
     make_target_updater,
 )
-from rlpipe.loggers import MetricWindow, make_logger
+from rlpipe.loggers import MetricWindow, StageClock, make_logger
 from rlpipe.models import make_q_network
 from rlpipe.keys import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, INDEX_KEY, PRIORITY_WEIGHT_KEY
 from rlpipe.replay import make_beta_schedule, make_replay_buffer
-from rlpipe.runtime import pick_device, quiet_libraries, seed_everything
+from rlpipe.runtime import pick_device, quiet_libraries, resolve_precision, seed_everything
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation environments are seeded apart from the training environment
 
@@ -86,6 +86,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if resume_from is not None:
         _check_resumable(resume_from, cfg)
     device = pick_device(cfg.train.device)
+    precision = resolve_precision(cfg.train.precision, device)
     seed_everything(cfg.train.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
@@ -93,7 +94,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     # ---- Build every piece from its config section; network sizes come from the env's specs.
     env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=cfg.train.seed)
     eval_env = make_env(cfg.env, num_envs=cfg.eval.episodes, seed=cfg.train.seed + EVAL_SEED_OFFSET)
-    q_network = make_q_network(cfg.model, env, device)
+    q_network = make_q_network(cfg.model, env, device, precision=precision)
     exploration = make_exploration(
         cfg.exploration, env.full_action_spec_unbatched["action"], device, action_mask_key=action_mask_key(env)
     )
@@ -103,15 +104,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     total_updates = math.ceil((cfg.train.total_steps - cfg.train.init_random_steps) * cfg.train.updates_per_step)
     lr_scheduler = make_lr_scheduler(cfg.train, optimizer, total_updates=total_updates)
     target_updater = make_target_updater(cfg.train, loss_module)
-    update = GradientUpdate(
-        loss_module,
-        optimizer,
-        max_grad_norm=cfg.train.max_grad_norm,
-        compile=cfg.train.compile,
-        device=device,
-        transition_keys=transition_keys(env),
-    )
-    replay = make_replay_buffer(cfg.buffer, cfg.env, env)
+    update = make_gradient_update(cfg.train, loss_module, optimizer, transition_keys=transition_keys(env), device=device)
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma)
     beta_schedule = make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
     logger = make_logger(cfg.logger, run_dir, run_name=run_dir.name, config=cfg)
     checkpoint_dir = run_dir / "checkpoints"
@@ -126,9 +120,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     counters, buffer_restored = Counters(), False
     if resume_from is not None:
         counters, buffer_restored = restore_checkpoint(resume_from, pieces=pieces, replay_buffer=replay)
+    wall_before = counters.wall_seconds  # a resumed run's clock continues from its checkpoint
+
+    def elapsed() -> float:
+        """Wall seconds of training so far, earlier processes of a resumed run included."""
+        return wall_before + time.perf_counter() - started
 
     # ---- Config values the loop reads, copied out once.
     total_steps = cfg.train.total_steps
+    time_limit_s = None if cfg.train.time_limit_minutes is None else 60.0 * cfg.train.time_limit_minutes
     batch_size = cfg.train.batch_size
     updates_per_step = cfg.train.updates_per_step
     prioritized = cfg.buffer.kind == "prioritized"
@@ -156,6 +156,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
 
     def checkpoint(name: str, *, with_buffer: bool) -> Path:
+        counters.wall_seconds = elapsed()
         path = checkpoint_dir / name
         save_checkpoint(path, config=cfg, counters=counters, pieces=pieces, replay_buffer=replay if with_buffer else None)
         return path
@@ -169,14 +170,21 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stats = episode_stats(env)  # e.g. DoorKey's success and primitive steps per episode
     last_eval: EvalResult | None = None
     block = None  # the latest learning phase's minibatches (for the Q-value diagnostic)
-    evaluations: list[dict[str, float]] = []
-    solved_at: dict[str, float] | None = None
+    evaluations = counters.evaluations  # every evaluation of the run, restored with the counters on resume
+    solved_at = _first_solved(evaluations, solved_return)
     window = MetricWindow(step=counters.step, updates=counters.updates)
+    clock = StageClock()  # where the wall time goes: env, acting, replay, learner, eval, checkpoint (time/*)
+    clock.time_module(policy, "acting")  # the collector calls the policy: time it through forward hooks
     progress = tqdm(total=total_steps, initial=counters.step, unit="step", dynamic_ncols=True, mininterval=1.0)
 
+    collect_started, acting_before = time.perf_counter(), 0.0
     for batch in collector:
+        # The collector stepped the env and called the policy since the previous iteration ended.
+        clock.add("env", time.perf_counter() - collect_started - (clock.seconds("acting") - acting_before))
+
         # ---- Store the transitions (the buffer keeps what the loss reads); count steps and finished episodes.
-        replay.extend(batch)  # [num_envs, steps] or [steps]
+        with clock("replay"):
+            replay.extend(batch)  # [num_envs, steps] or [steps]
         batch = batch.reshape(-1)  # [steps_per_collect] transitions
         counters.step += batch.numel()
         done = batch.get(("next", "done")).reshape(-1)
@@ -199,45 +207,58 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             update_credit += batch.numel() * updates_per_step
             n_updates, update_credit = int(update_credit), update_credit - int(update_credit)
             if n_updates:
-                block = replay.sample(n_updates * batch_size)  # [n_updates * B]
-                results = []
-                for minibatch in block.split(batch_size):  # [B] each
-                    results.append(update(minibatch))
-                    target_updater.step()
-                    if lr_scheduler is not None:
-                        lr_scheduler.step()
+                with clock("replay"):
+                    block = replay.sample(n_updates * batch_size)  # [n_updates * B]
+                with clock("learner"):
+                    results = []
+                    for minibatch in block.split(batch_size):  # [B] each
+                        results.append(update(minibatch))
+                        target_updater.step()
+                        if lr_scheduler is not None:
+                            lr_scheduler.step()
+                    losses = torch.stack([r.loss for r in results])  # [n_updates]
+                    finite = bool(torch.isfinite(losses).all())  # waits for the updates to finish (GPU)
                 counters.updates += n_updates
-                losses = torch.stack([r.loss for r in results])  # [n_updates]
-                if not torch.isfinite(losses).all():
+                if not finite:
                     raise TrainingDiverged(
                         f"the loss became {losses[~torch.isfinite(losses)][0].item()} at update {counters.updates} "
                         f"(step {counters.step}); the last checkpoint in {checkpoint_dir} is from before it"
                     )
                 if prioritized:
                     priorities = torch.cat([r.priority for r in results]).cpu()  # [n_updates * B] |TD error|
-                    replay.update_priority(block.get(INDEX_KEY), priorities)
+                    with clock("replay"):
+                        replay.update_priority(block.get(INDEX_KEY), priorities)
                     window.record_priorities(priorities, block.get(PRIORITY_WEIGHT_KEY))
                 window.record_updates(losses, torch.stack([r.grad_norm for r in results]))
 
         # ---- Evaluate, checkpoint and log when their intervals come round (and evaluate once more at the end).
-        finishing = counters.step >= total_steps
+        out_of_time = time_limit_s is not None and elapsed() >= time_limit_s
+        # (a run resumed after it was solved, with stop_on_solve, evaluates once more and stops)
+        finishing = counters.step >= total_steps or out_of_time or (stop_on_solve and solved_at is not None)
         if counters.step >= next_eval or finishing:
-            last_eval = evaluate_policy(eval_env, q_network, device=device)
+            with clock("eval"):
+                last_eval = evaluate_policy(eval_env, q_network, device=device)
             evaluations.append({"step": counters.step, "return_mean": last_eval.return_mean, "return_std": last_eval.return_std,
-                                "length_mean": last_eval.length_mean, **last_eval.extra_means(), "wall_seconds": time.perf_counter() - started})
+                                "length_mean": last_eval.length_mean, **last_eval.extra_means(), "wall_seconds": elapsed()})
             logger.log_metrics(last_eval.as_metrics(), step=counters.step)
             if last_eval.return_mean > counters.best_eval_return:
                 counters.best_eval_return = last_eval.return_mean
-                checkpoint("best.pt", with_buffer=False)
+                with clock("checkpoint"):
+                    checkpoint("best.pt", with_buffer=False)
             if solved_at is None and solved_return is not None and last_eval.return_mean >= solved_return:
                 solved_at = evaluations[-1]
             next_eval = _next_multiple(counters.step, eval_interval)
+            counters.wall_seconds = elapsed()
+            _write_json(run_dir / "summary.json", _summary(cfg, run_dir, counters, last_eval, finished=False))
         stopping = finishing or (stop_on_solve and solved_at is not None)
         if counters.step >= next_checkpoint or stopping:
-            checkpoint("last.pt", with_buffer=save_buffer)
+            with clock("checkpoint"):
+                checkpoint("last.pt", with_buffer=save_buffer)
             next_checkpoint = _next_multiple(counters.step, checkpoint_interval)
         if counters.step >= next_log or stopping:
+            steps_in_window = counters.step - window.start_step
             metrics = window.flush(step=counters.step, updates=counters.updates)
+            metrics |= clock.flush(steps=steps_in_window)
             metrics |= {
                 f"train/{exploration.name}": exploration_value,
                 "train/lr": optimizer.param_groups[0]["lr"].item(),
@@ -257,14 +278,29 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         progress.update(min(batch.numel(), total_steps - progress.n))  # the last collect may overshoot
         if stopping:
             break
+        collect_started, acting_before = time.perf_counter(), clock.seconds("acting")
 
     progress.close()
     collector.shutdown()
     eval_env.close()
     assert last_eval is not None
-    summary = {
+    counters.wall_seconds = elapsed()
+    summary = _summary(cfg, run_dir, counters, last_eval, finished=True)
+    _write_json(run_dir / "summary.json", summary)
+    logger.log_metrics({"summary/wall_seconds": summary["wall_seconds"]}, step=counters.step)
+    return summary
+
+
+def _summary(cfg: DictConfig, run_dir: Path, counters: Counters, last_eval: EvalResult, *, finished: bool) -> dict[str, Any]:
+    """``summary.json``: the run's counters, its latest evaluation, when it first reached ``env.solved_return``,
+    and every evaluation (step, return, wall seconds since the run started, resumed runs included)."""
+    solved_return = cfg.env.solved_return
+    solved_at = _first_solved(counters.evaluations, solved_return)
+    checkpoint_dir = run_dir / "checkpoints"
+    return {
         "env": cfg.env.id,
         "seed": cfg.train.seed,
+        "finished": finished,  # False while the run is going (summary.json is rewritten after every evaluation)
         "steps": counters.step,
         "updates": counters.updates,
         "episodes": counters.episodes,
@@ -278,15 +314,26 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "solved": solved_at is not None,
         "solved_at_step": solved_at["step"] if solved_at else None,
         "solved_at_seconds": solved_at["wall_seconds"] if solved_at else None,
-        "wall_seconds": time.perf_counter() - started,
+        "wall_seconds": counters.wall_seconds,
         "resumed_from": cfg.resume,
         "run_dir": str(run_dir),
         "checkpoints": {"best": str(checkpoint_dir / "best.pt"), "last": str(checkpoint_dir / "last.pt")},
-        "evaluations": evaluations,
+        "evaluations": counters.evaluations,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    logger.log_metrics({"summary/wall_seconds": summary["wall_seconds"]}, step=counters.step)
-    return summary
+
+
+def _first_solved(evaluations: list[dict[str, float]], solved_return: float | None) -> dict[str, float] | None:
+    """The first evaluation whose mean reached ``solved_return``, if any."""
+    if solved_return is None:
+        return None
+    return next((e for e in evaluations if e["return_mean"] >= solved_return), None)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Writes ``path`` through a temporary file, so that a reader never sees half of it."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=2))
+    temporary.replace(path)
 
 
 def _round_up(value: int, multiple: int) -> int:

@@ -70,8 +70,10 @@ def test_resume_continues_the_step_counter(cartpole_run, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] >= 1200
     assert summary["updates"] > before["updates"]
-    first_eval = summary["evaluations"][0]["step"]
-    assert before["step"] < first_eval <= 1200  # evaluations continue from the resumed step, not from zero
+    # the run's evaluations so far come back with the checkpoint; new ones continue from the resumed step
+    assert summary["evaluations"][: len(before["evaluations"])] == before["evaluations"]
+    first_new = summary["evaluations"][len(before["evaluations"])]["step"]
+    assert before["step"] < first_new <= 1200
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["counters"]["episodes"] > before["episodes"]
 
 
@@ -91,21 +93,30 @@ def test_lunarlander_smoke(tmp_path):
     assert list((tmp_path / "logs" / "tensorboard").glob("events.out.tfevents.*"))
 
 
+# The CPU preset (4 envs, batch 32, 3-step targets, prioritized frame replay) with small sizes; eager to save the
+# compile time (the compiled update is covered by tests/test_precision.py and the CartPole runs).
 BREAKOUT = ["env=breakout", "train.total_steps=320", "train.init_random_steps=160", "buffer.capacity=4000",
-            "train.batch_size=32", "eval.episodes=1", "eval.interval_steps=320", "checkpoint.interval_steps=320",
-            "checkpoint.save_buffer=true", "train.log_interval_steps=80", "train.compile=false"]
+            "eval.episodes=1", "eval.interval_steps=320", "checkpoint.interval_steps=320",
+            "train.log_interval_steps=80", "train.compile=false"]
 
 
 def test_breakout_smoke_and_resume_with_the_frame_buffer(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     result = run_module("rlpipe.train", *BREAKOUT, f"hydra.run.dir={first}")
     assert result.returncode == 0, result.stderr[-3000:]
+    config = OmegaConf.load(first / "config.yaml")
+    assert (config.env.num_envs, config.train.batch_size, config.train.n_step, config.checkpoint.save_buffer) == (4, 32, 3, True)
     summary = json.loads((first / "summary.json").read_text())
     assert summary["env"] == "ALE/Breakout-v5" and summary["steps"] >= 320 and summary["updates"] > 0
-    assert summary["eval_return_mean"] >= 0  # the game score, no shaping penalties
+    assert summary["finished"] and summary["eval_return_mean"] >= 0  # the game score, no shaping penalties
     scalars = first / "logs" / "csv" / "scalars"
     for metric in ("episode/score", "episode/reward", "train/temperature", "buffer/priority_max", "train/loss"):
         assert (scalars / f"{metric}.csv").read_text().strip(), metric
+    # the time budget of the loop: every stage is timed, and the fractions account for the wall time
+    fractions = {stage: float((scalars / "time" / f"{stage}_fraction.csv").read_text().split()[-1].split(",")[1])
+                 for stage in ("env", "acting", "replay", "learner", "other")}
+    assert all(value > 0 for name, value in fractions.items() if name != "other"), fractions
+    assert 0.95 < sum(fractions.values()) < 1.05, fractions
     last = load_checkpoint(first / "checkpoints" / "last.pt")
     assert last["replay_buffer"] and (first / "checkpoints" / last["replay_buffer"] / "frame_replay.json").is_file()
 
@@ -114,6 +125,18 @@ def test_breakout_smoke_and_resume_with_the_frame_buffer(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     resumed = json.loads((second / "summary.json").read_text())
     assert resumed["steps"] >= 480 and resumed["updates"] > summary["updates"]
+    # the curve and the clock continue: the first run's evaluations come first, later ones are later in wall time
+    assert resumed["evaluations"][: len(summary["evaluations"])] == summary["evaluations"]
+    assert resumed["evaluations"][-1]["wall_seconds"] > summary["evaluations"][-1]["wall_seconds"]
+    assert resumed["wall_seconds"] > summary["wall_seconds"]
+
+
+def test_time_limit_stops_the_run_with_a_summary(tmp_path):
+    _train(tmp_path, "train.total_steps=1000000", "train.time_limit_minutes=0.05", "eval.interval_steps=100000")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["finished"] and summary["steps"] < 1_000_000 and len(summary["evaluations"]) == 1
+    assert 3.0 <= summary["wall_seconds"] < 60.0
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()
 
 
 def test_wandb_logger_runs_offline(tmp_path):

@@ -211,3 +211,96 @@ def test_real_breakout_stacks_survive_storage():
     _collect_into(replay, env, batches=10, steps=40, check=check)  # 400 steps: the 150-frame ring wraps twice
     assert any(truth_terminals)  # lives were lost along the way
     env.close()
+
+
+def _hand_built_stream() -> TensorDict:
+    """Ten transitions of one stream, as a collector yields them: frame ids 1, 2, ... in 2x2 frames, 2-frame
+    stacks. Rewards are 1, 2, ..., 10. A life is lost at transition 2 (terminal for the learner, the game goes on),
+    the episode is truncated by a time limit at transition 5 (done, not terminal: bootstrap) and the next episode
+    ends with the game at transition 8 (done and terminal); transition 9 starts a third episode."""
+    lost_life, truncated, game_over = 2, 5, 8
+    frame_id, step_in_episode = 1, 0
+    rows = []
+    for t in range(10):
+        ends = t in (truncated, game_over)
+        rows.append({"frame": frame_id, "next_frame": frame_id + 1, "step": step_in_episode, "reward": float(t + 1),
+                     "eol": t in (lost_life, game_over), "done": ends, "terminated": t == game_over})
+        frame_id, step_in_episode = (frame_id + 2, 0) if ends else (frame_id + 1, step_in_episode + 1)
+
+    def stack(frame: int, step: int) -> torch.Tensor:  # CatFrames(N=2) with "same" padding at the episode start
+        ids = [frame - min(1, step), frame]
+        return torch.tensor(ids, dtype=torch.uint8)[:, None, None].expand(2, 2, 2).clone()
+
+    return TensorDict(
+        {
+            OBSERVATION_KEY: torch.stack([stack(r["frame"], r["step"]) for r in rows]),
+            "action": torch.arange(10) % 3,
+            "step_count": torch.tensor([[r["step"]] for r in rows]),
+            ("next", OBSERVATION_KEY): torch.stack([stack(r["next_frame"], r["step"] + 1) for r in rows]),
+            ("next", "reward"): torch.tensor([[r["reward"]] for r in rows]),
+            ("next", "done"): torch.tensor([[r["done"]] for r in rows]),
+            ("next", "terminated"): torch.tensor([[r["terminated"]] for r in rows]),
+            ("next", "end-of-life"): torch.tensor([[r["eol"]] for r in rows]),
+            ("next", "step_count"): torch.tensor([[r["step"] + 1] for r in rows]),
+        },
+        batch_size=[10],
+    )
+
+
+def test_n_step_targets_equal_hand_computed_values_across_a_lost_life_and_episode_ends():
+    """3-step returns with gamma 0.5 on the hand-built stream, against values written out by hand, then through
+    TorchRL's TD(0) estimator as the learner builds it: it must bootstrap with gamma ** steps_to_next_obs."""
+    from conftest import compose_config
+
+    from rlpipe.learner import make_loss
+    from rlpipe.models import make_q_network
+    from rlpipe.envs import make_env
+
+    gamma = 0.5
+    replay = FrameReplay(capacity=64, num_streams=1, frame_shape=(2, 2), frame_stack=2, alpha=0.0, beta=0.0,
+                         priority_eps=1.0, n_step=3, gamma=gamma, terminal_key=("next", "end-of-life"))
+    replay.extend(_hand_built_stream())
+    # transition: (n-step reward, steps m, terminal, done, id of the newest frame of the next observation)
+    # Rewards are t + 1; a window stops after a terminal (lost life, t=2 and t=8) or a done (t=5 and t=8).
+    expected = {
+        0: (1 + 0.5 * 2 + 0.25 * 3, 3, True, False, 4),  # t=0,1,2: the window ends on the lost life
+        1: (2 + 0.5 * 3, 2, True, False, 4),
+        2: (3.0, 1, True, False, 4),
+        3: (4 + 0.5 * 5 + 0.25 * 6, 3, False, True, 7),  # t=3,4,5: truncated at t=5, bootstrap from frame 7
+        4: (5 + 0.5 * 6, 2, False, True, 7),
+        5: (6.0, 1, False, True, 7),
+        6: (7 + 0.5 * 8 + 0.25 * 9, 3, True, True, 11),  # t=6,7,8: the game ends at t=8
+        7: (8 + 0.5 * 9, 2, True, True, 11),
+        8: (9.0, 1, True, True, 11),
+    }
+    # Slots: transitions 0-5 at slots 0-5, the final frame of episode 1 at slot 6, transitions 6-8 at 7-9, the
+    # final frame of episode 2 at 10, transition 9 at 11 (its window is not complete: not sampleable).
+    slot_of = {t: t if t <= 5 else t + 1 if t <= 8 else t + 2 for t in range(10)}
+    assert replay.sampleable.view(-1).nonzero().squeeze(-1).tolist() == [slot_of[t] for t in range(9)]
+    batch = replay.transitions(torch.tensor([slot_of[t] for t in range(9)]))
+    for t, (reward, steps, terminal, done, next_frame) in expected.items():
+        assert batch["next", "reward"][t].item() == pytest.approx(reward), t
+        assert batch["steps_to_next_obs"][t].item() == steps, t
+        assert batch["next", "terminated"][t].item() == terminal, t
+        assert batch["next", "done"][t].item() == done, t
+        assert batch["next", OBSERVATION_KEY][t, -1, 0, 0].item() == next_frame, t
+        assert batch[OBSERVATION_KEY][t, -1, 0, 0].item() == _hand_built_stream()[OBSERVATION_KEY][t, -1, 0, 0].item()
+
+    # Written in two collects, the memory holds the same transitions; a window that was complete before the second
+    # write (it ended at the lost life) keeps the priority the learner gave it.
+    split = FrameReplay(capacity=64, num_streams=1, frame_shape=(2, 2), frame_stack=2, alpha=1.0, beta=0.0,
+                        priority_eps=1e-6, n_step=3, gamma=gamma, terminal_key=("next", "end-of-life"))
+    stream = _hand_built_stream()
+    split.extend(stream[:4])
+    assert split.sampleable.view(-1).nonzero().squeeze(-1).tolist() == [0, 1, 2]  # t=3's window needs t=4, t=5
+    split.update_priority(torch.tensor([2]), torch.tensor([0.25]))
+    split.extend(stream[4:])
+    assert split.sampler._sum_tree[2] == pytest.approx(0.25 + 1e-6)
+    assert (split.transitions(torch.tensor([slot_of[t] for t in range(9)])) == batch).all()
+
+    # The learner's TD(0) estimator on these transitions, with a known next-state value V = 10 for every state.
+    cfg = compose_config(["env=breakout", f"train.gamma={gamma}"])
+    loss = make_loss(cfg.train, make_q_network(cfg.model, make_env(cfg.env), torch.device("cpu")))
+    target = loss.value_estimator.value_estimate(batch.clone(), next_value=torch.full((9, 1), 10.0)).squeeze(-1)
+    for t, (reward, steps, terminal, _, _) in expected.items():
+        assert target[t].item() == pytest.approx(reward + (0.0 if terminal else gamma**steps * 10.0)), t

@@ -202,7 +202,9 @@ def _make_one_atari_env(env_cfg: DictConfig, *, device: torch.device | str = "cp
         GrayScale(in_keys=[OBSERVATION_KEY]),
         CatFrames(N=env_cfg.frame_stack, dim=-3, in_keys=[OBSERVATION_KEY]),
         # Reading lives through GymEnv's attribute fallback costs ~100 us per step (it lists dir() twice).
-        EndOfLifeTransform(eol_key=END_OF_LIFE_KEY, eol_attribute="_env.unwrapped.ale.lives"),
+        # done_key="terminated": a lost life or the game's end is terminal; TorchRL's default ("done") would make
+        # a time-limit truncation terminal too, and the learner would never bootstrap across it.
+        EndOfLifeTransform(eol_key=END_OF_LIFE_KEY, done_key="terminated", eol_attribute="_env.unwrapped.ale.lives"),
         StepCounter(),
         RewardSum(in_keys=["reward"], out_keys=[EPISODE_SCORE_KEY]),
         RewardShaping(
