@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Extra Hydra overrides for `make train`, e.g. make train ARGS="env=lunarlander train.seed=3"
 ARGS ?=
 
-.PHONY: venv train test test-slow lint bench clean
+.PHONY: venv train test test-slow lint bench bench-breakout clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,14 +34,24 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/learner_throughput.py
 	$(PY) benchmarks/collector_throughput.py
-	$(PY) benchmarks/time_to_solve.py --env cartpole --seeds 0 1 2
+	$(PY) benchmarks/time_to_solve.py --env cartpole --seeds 0 1 2 --cold-cache
 	$(PY) benchmarks/time_to_solve.py --env lunarlander --seeds 0 1 2
-	$(PY) benchmarks/learner_throughput.py --env breakout --rounds 5 --updates 8 --buffer-size 20000
+	$(PY) benchmarks/learner_throughput.py --env breakout --rounds 3 --updates 24 --buffer-size 20000
 	$(PY) benchmarks/replay_memory.py
 	$(PY) benchmarks/replay_memory.py --storage memmap
 	$(PY) benchmarks/atari_collection.py
 	$(PY) benchmarks/atari_step_cost.py --rounds 5
 	$(PY) benchmarks/doorkey.py
+
+# The Breakout learning runs (README, "Breakout: learning on 2 CPU cores"): an hour each, one after the other, then
+# the curves. Several hours: run it in the background (nohup make bench-breakout &); each run is resumable.
+BREAKOUT_SEEDS ?= 0 1 2
+bench-breakout: $(STAMP)
+	for seed in $(BREAKOUT_SEEDS); do \
+	  $(PY) -m rlpipe.train env=breakout exploration=temperature train.seed=$$seed train.stop_on_solve=true \
+	    train.time_limit_minutes=60 hydra.run.dir=outputs/breakout_cpu/temperature_seed$$seed || exit 1; \
+	done
+	$(PY) benchmarks/breakout_runs.py $(foreach s,$(BREAKOUT_SEEDS),temperature_seed$(s)=outputs/breakout_cpu/temperature_seed$(s))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -46,7 +46,31 @@ def load_run(run_dir: Path) -> dict:
         "evaluations": [{key: e[key] for key in ("step", "return_mean", "return_std", "length_mean", "wall_seconds")}
                         for e in summary["evaluations"]],
         "config": config,
+        "time_budget": time_budget(run_dir),
     }
+
+
+STAGES = ("env", "acting", "replay", "learner", "eval", "checkpoint", "other")
+
+
+def time_budget(run_dir: Path) -> dict[str, dict[str, float]]:
+    """Where the run's wall time went, from its ``time/<stage>_ms_per_step`` logs: seconds, share of the total, and
+    milliseconds per agent step of each stage over the whole run."""
+    scalars = run_dir / "logs" / "csv" / "scalars" / "time"
+    seconds: dict[str, float] = {}
+    total_steps = 0
+    for stage in STAGES:
+        path = scalars / f"{stage}_ms_per_step.csv"
+        rows = [tuple(map(float, line.split(","))) for line in path.read_text().split()] if path.is_file() else []
+        previous, spent = 0.0, 0.0
+        for step, ms_per_step in rows:
+            spent += ms_per_step * (step - previous) / 1e3
+            previous = step
+        seconds[stage] = spent
+        total_steps = max(total_steps, int(previous))
+    total = sum(seconds.values()) or 1.0
+    return {stage: {"seconds": spent, "fraction": spent / total, "ms_per_step": 1e3 * spent / max(total_steps, 1)}
+            for stage, spent in seconds.items()}
 
 
 def plot(runs: dict[str, dict], path: Path) -> None:
@@ -62,7 +86,8 @@ def plot(runs: dict[str, dict], path: Path) -> None:
         axis.set_xlabel(xlabel)
         axis.grid(alpha=0.3)
     by_minutes.axvline(60, color="grey", linestyle=":", linewidth=1)
-    by_steps.set_ylabel("greedy evaluation: mean game score (10 games)")
+    by_steps.set_ylabel("greedy evaluation: game score")
+    by_steps.set_ylim(bottom=0)
     by_steps.legend(fontsize=8)
     figure.suptitle("rlpipe DQN on Breakout (env=breakout CPU preset); dashed: the 20-point bar", fontsize=10)
     figure.tight_layout()
@@ -84,6 +109,14 @@ def main() -> None:
         solved = (f"{run['solved_at_step']:,}, {run['solved_at_seconds'] / 60:.1f}" if run["solved_at_step"] is not None else "not reached")
         print(f"| {label} | {run['finished']} | {run['steps']:,} | {run['wall_seconds'] / 60:.1f} | {solved} | "
               f"{run['best_eval_return_mean']:.1f} |")
+    print("\nTime budget over each run (share of wall time; ms per agent step): collection = env + acting")
+    print("| run | " + " | ".join(STAGES) + " | collection |")
+    print("| --- |" + " ---: |" * (len(STAGES) + 1))
+    for label, run in runs.items():
+        budget = run["time_budget"]
+        cells = [f"{budget[s]['fraction']:.1%} ({budget[s]['ms_per_step']:.2f})" for s in STAGES]
+        collection = budget["env"]["fraction"] + budget["acting"]["fraction"]
+        print(f"| {label} | " + " | ".join(cells) + f" | {collection:.1%} |")
     png = RESULTS / "breakout_curves.png"
     plot(runs, png)
     print(f"wrote {png.relative_to(RESULTS.parents[1])}")

@@ -145,9 +145,6 @@ def plain_pytorch_update(data: TensorDict, cfg, observation_shape: torch.Size, n
     loss_fn = torch.compile(loss_of, dynamic=False) if "compiled" in levers else loss_of
 
     def update() -> None:
-        threads = torch.get_num_threads()
-        if "threads1" in levers:
-            torch.set_num_threads(1)
         idx = torch.randint(0, n, (batch_size,))
         o, o2 = obs[idx], next_obs[idx]
         if pixels:
@@ -160,9 +157,25 @@ def plain_pytorch_update(data: TensorDict, cfg, observation_shape: torch.Size, n
         counter["updates"] += 1
         if counter["updates"] % cfg.train.target_update_steps == 0:
             target_net.load_state_dict(q_net.state_dict())
-        torch.set_num_threads(threads)
 
     return update
+
+
+def on_threads(threads: int | None, fn):
+    """``fn`` run with ``threads`` torch threads (restored after), or as it is: set once per timed round, since
+    resizing the OpenMP pool on every update would cost more than the update."""
+    if threads is None:
+        return fn
+
+    def wrapped():
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapped
 
 
 def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: int):
@@ -214,16 +227,18 @@ def measure_variant(args: argparse.Namespace) -> dict:
         contender = plain_pytorch_update(plain_data, cfg, observation_shape, n_actions, levers=levers)
         contender()  # a compiled lever compiles here
         k, described = 1, {"levers": sorted(levers)}
+        threads = 1 if "threads1" in levers else None
     else:
         buffer, k, mode, precision = spec[0], int(spec[1]), spec[2], spec[3] if len(spec) > 3 else "auto"
         overrides = [*base, f"buffer={buffer}", f"train.compile={mode == 'compiled'}", f"train.precision={precision}"]
         contender = rlpipe_phase(data, overrides, updates_per_phase=k)
+        threads = None
         described = {"buffer": buffer, "updates_per_phase": k, "mode": mode, "precision": precision,
                      "precision_used": str(resolve_precision(precision, torch.device("cpu"))).removeprefix("torch.")}
     results = interleaved_medians(
         {
             "plain": lambda: rate(plain, calls=args.updates),
-            "rlpipe": lambda: k * rate(contender, calls=max(1, args.updates // k), warmup=0),
+            "rlpipe": on_threads(threads, lambda: k * rate(contender, calls=max(1, args.updates // k), warmup=0)),
         },
         rounds=args.rounds,
     )

@@ -82,6 +82,7 @@ class TrainConfig:
 class EvalConfig:
     episodes: int = _key(at_least(1))
     interval_steps: int = _key(at_least(1))
+    epsilon: float = _key(between(0.0, 1.0), default=0.0)
 
 
 @dataclass

@@ -61,7 +61,9 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate_policy(env: EnvBase, actor: TensorDictModuleBase, *, device: torch.device, max_steps: int = 1_000_000) -> EvalResult:
+def evaluate_policy(
+    env: EnvBase, actor: TensorDictModuleBase, *, device: torch.device, epsilon: float = 0.0, max_steps: int = 1_000_000
+) -> EvalResult:
     """Plays one episode in each sub-environment of ``env`` with ``actor`` (greedy) and returns their game scores.
 
     Every sub-environment contributes exactly its first episode. Taking the first N episodes to *finish* from a
@@ -71,6 +73,10 @@ def evaluate_policy(env: EnvBase, actor: TensorDictModuleBase, *, device: torch.
         env: the evaluation env; its batch size is the number of episodes (``[]`` counts as one).
         actor: maps observations to actions; run under ``ExplorationType.DETERMINISTIC``.
         device: the actor's device; observations are moved there and actions back to the env's device.
+        epsilon: the probability of replacing an action by one drawn uniformly from the env's action spec (valid
+            actions only where the env masks them). Deterministic games (Breakout without sticky actions) play
+            the same episode from every start under a greedy policy; Mnih et al. 2015 and CleanRL evaluate Atari
+            agents at epsilon 0.05.
         max_steps: a bound on the batched steps, for environments without a time limit.
     """
     n_episodes = env.batch_size.numel()
@@ -84,6 +90,9 @@ def evaluate_policy(env: EnvBase, actor: TensorDictModuleBase, *, device: torch.
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         for _ in range(max_steps):
             td = actor(td.to(device)).to(env.device)
+            if epsilon > 0:
+                explore = torch.rand(td.get("action").shape, device=env.device) < epsilon
+                td.set("action", torch.where(explore, env.full_action_spec["action"].rand(), td.get("action")))
             td, td_next = env.step_and_maybe_reset(td)
             done = td.get(("next", "done")).reshape(n_episodes)
             newly_done = done & ~finished
@@ -106,6 +115,8 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit("rlpipe.evaluate: name a checkpoint: python -m rlpipe.evaluate checkpoint=PATH")
     if cfg.eval.episodes < 1:
         raise SystemExit(f"rlpipe.evaluate: invalid configuration: eval.episodes={cfg.eval.episodes} is invalid: expected a number >= 1")
+    if not 0.0 <= cfg.eval.epsilon <= 1.0:
+        raise SystemExit(f"rlpipe.evaluate: invalid configuration: eval.epsilon={cfg.eval.epsilon} is invalid: expected a number in [0.0, 1.0]")
     try:
         payload = load_checkpoint(cfg.checkpoint)
         run_cfg = validate(OmegaConf.create(payload["config"]))
@@ -122,7 +133,7 @@ def main(cfg: DictConfig) -> None:
         q_network.load_state_dict(payload["q_network"])
     except (RuntimeError, KeyError, TypeError) as err:
         raise SystemExit(f"rlpipe.evaluate: {cfg.checkpoint}: cannot load q_network: {str(err).splitlines()[0][:160]}") from None
-    result = evaluate_policy(env, q_network, device=device)
+    result = evaluate_policy(env, q_network, device=device, epsilon=cfg.eval.epsilon)
     env.close()
     print(
         json.dumps(
@@ -131,6 +142,7 @@ def main(cfg: DictConfig) -> None:
                 "env": run_cfg.env.id,
                 "step": payload["counters"]["step"],
                 "episodes": cfg.eval.episodes,
+                "epsilon": cfg.eval.epsilon,
                 "return_mean": result.return_mean,
                 "return_std": result.return_std,
                 "length_mean": result.length_mean,

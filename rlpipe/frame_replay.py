@@ -232,7 +232,6 @@ class FrameReplay:
             & (oldest_needed >= self.written[stream] - self.slots_per_stream)  # the history is still there
         )
 
-
     def _set_sampleable(self, stream: int, slot: torch.Tensor, sampleable: torch.Tensor) -> None:
         """Gives the newly sampleable transitions the largest priority seen; takes the sampling mass of the others."""
         include = stream * self.slots_per_stream + slot[sampleable]

@@ -137,7 +137,8 @@ class StageClock:
     ``with clock("learner"): ...`` times a block; :meth:`time_module` times every call of an ``nn.Module`` through
     forward hooks (the collector calls the policy itself). :meth:`flush` turns the window into
     ``time/<stage>_fraction`` (share of the window's wall time) and ``time/<stage>_ms_per_step`` (milliseconds per
-    agent step); time outside every stage is reported as ``other``.
+    agent step); time outside every stage is reported as ``other``. Host wall time: on a GPU, ``acting`` counts the
+    kernel launches and the work itself lands where the collector first waits for its result (``env``).
     """
 
     def __init__(self) -> None:

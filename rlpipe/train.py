@@ -138,6 +138,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     solved_return = cfg.env.solved_return
     stop_on_solve = cfg.train.stop_on_solve and solved_return is not None
     eval_interval = cfg.eval.interval_steps
+    eval_epsilon = cfg.eval.epsilon
     checkpoint_interval = cfg.checkpoint.interval_steps
     log_interval = cfg.train.log_interval_steps
     save_buffer = cfg.checkpoint.save_buffer
@@ -237,7 +238,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         finishing = counters.step >= total_steps or out_of_time or (stop_on_solve and solved_at is not None)
         if counters.step >= next_eval or finishing:
             with clock("eval"):
-                last_eval = evaluate_policy(eval_env, q_network, device=device)
+                last_eval = evaluate_policy(eval_env, q_network, device=device, epsilon=eval_epsilon)
             evaluations.append({"step": counters.step, "return_mean": last_eval.return_mean, "return_std": last_eval.return_std,
                                 "length_mean": last_eval.length_mean, **last_eval.extra_means(), "wall_seconds": elapsed()})
             logger.log_metrics(last_eval.as_metrics(), step=counters.step)

@@ -95,9 +95,10 @@ def test_lunarlander_smoke(tmp_path):
 
 # The CPU preset (4 envs, batch 32, 3-step targets, prioritized frame replay) with small sizes; eager to save the
 # compile time (the compiled update is covered by tests/test_precision.py and the CartPole runs).
-BREAKOUT = ["env=breakout", "train.total_steps=320", "train.init_random_steps=160", "buffer.capacity=4000",
-            "eval.episodes=1", "eval.interval_steps=320", "checkpoint.interval_steps=320",
-            "train.log_interval_steps=80", "train.compile=false"]
+# 960 steps: 240 per env, enough for the first (random) games to end.
+BREAKOUT = ["env=breakout", "train.total_steps=960", "train.init_random_steps=480", "buffer.capacity=4000",
+            "eval.episodes=1", "eval.interval_steps=480", "checkpoint.interval_steps=480",
+            "train.log_interval_steps=160", "train.compile=false"]
 
 
 def test_breakout_smoke_and_resume_with_the_frame_buffer(tmp_path):
@@ -107,24 +108,27 @@ def test_breakout_smoke_and_resume_with_the_frame_buffer(tmp_path):
     config = OmegaConf.load(first / "config.yaml")
     assert (config.env.num_envs, config.train.batch_size, config.train.n_step, config.checkpoint.save_buffer) == (4, 32, 3, True)
     summary = json.loads((first / "summary.json").read_text())
-    assert summary["env"] == "ALE/Breakout-v5" and summary["steps"] >= 320 and summary["updates"] > 0
+    assert summary["env"] == "ALE/Breakout-v5" and summary["steps"] >= 960 and summary["updates"] > 0
     assert summary["finished"] and summary["eval_return_mean"] >= 0  # the game score, no shaping penalties
     scalars = first / "logs" / "csv" / "scalars"
     for metric in ("episode/score", "episode/reward", "train/temperature", "buffer/priority_max", "train/loss"):
         assert (scalars / f"{metric}.csv").read_text().strip(), metric
     # the time budget of the loop: every stage is timed, and the fractions account for the wall time
-    fractions = {stage: float((scalars / "time" / f"{stage}_fraction.csv").read_text().split()[-1].split(",")[1])
-                 for stage in ("env", "acting", "replay", "learner", "other")}
+    last_window = {path.name.removesuffix("_fraction.csv"): dict(line.split(",") for line in path.read_text().split())
+                   for path in (scalars / "time").glob("*_fraction.csv")}
+    step = str(summary["steps"])  # the final log: its window holds an evaluation and a checkpoint too
+    fractions = {stage: float(rows[step]) for stage, rows in last_window.items() if step in rows}
+    assert {"env", "acting", "replay", "learner", "eval", "checkpoint", "other"} <= set(fractions), fractions
     assert all(value > 0 for name, value in fractions.items() if name != "other"), fractions
     assert 0.95 < sum(fractions.values()) < 1.05, fractions
     last = load_checkpoint(first / "checkpoints" / "last.pt")
     assert last["replay_buffer"] and (first / "checkpoints" / last["replay_buffer"] / "frame_replay.json").is_file()
 
-    result = run_module("rlpipe.train", *BREAKOUT, "train.total_steps=480", f"resume={first / 'checkpoints' / 'last.pt'}",
+    result = run_module("rlpipe.train", *BREAKOUT, "train.total_steps=1440", f"resume={first / 'checkpoints' / 'last.pt'}",
                         f"hydra.run.dir={second}")
     assert result.returncode == 0, result.stderr[-3000:]
     resumed = json.loads((second / "summary.json").read_text())
-    assert resumed["steps"] >= 480 and resumed["updates"] > summary["updates"]
+    assert resumed["steps"] >= 1440 and resumed["updates"] > summary["updates"]
     # the curve and the clock continue: the first run's evaluations come first, later ones are later in wall time
     assert resumed["evaluations"][: len(summary["evaluations"])] == summary["evaluations"]
     assert resumed["evaluations"][-1]["wall_seconds"] > summary["evaluations"][-1]["wall_seconds"]

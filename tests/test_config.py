@@ -67,21 +67,36 @@ def test_option_combinations_compose(overrides):
     assert OmegaConf.is_readonly(cfg)
 
 
-@pytest.mark.parametrize("env", ["cartpole", "lunarlander", "breakout", "doorkey", "doorkey_primitive"])
+@pytest.mark.parametrize("env", ["cartpole", "lunarlander", "breakout", "breakout_gpu", "doorkey", "doorkey_primitive"])
 @pytest.mark.parametrize("exploration", ["egreedy", "temperature"])
 def test_every_env_and_exploration_pair_composes(env, exploration):
     cfg = compose_config([f"env={env}", f"exploration={exploration}"])
     assert cfg.exploration.kind == exploration and cfg.env.name == env
 
 
-def test_breakout_preset_picks_its_model_exploration_and_schedules():
+def test_breakout_cpu_preset_picks_its_model_exploration_and_schedules():
     cfg = compose_config(["env=breakout"])
     assert (cfg.model.kind, cfg.exploration.kind, cfg.buffer.kind) == ("nature_cnn", "temperature", "prioritized")
     assert (cfg.env.frame_skip, cfg.env.frame_stack, cfg.env.noop_max, cfg.env.repeat_action_probability) == (4, 8, 30, 0.0)
-    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.max_grad_norm, cfg.train.target_update_steps) == (2.5e-4, 128, 1.0, 500)
+    assert (cfg.env.num_envs, cfg.train.batch_size, cfg.train.updates_per_step, cfg.train.n_step) == (4, 32, 0.25, 3)
+    assert (cfg.train.lr, cfg.train.adam_eps, cfg.train.target_update_steps, cfg.train.init_random_steps) == (1e-4, 1.5e-4, 250, 20_000)
+    assert (cfg.train.precision, cfg.env.solved_return, cfg.checkpoint.save_buffer) == ("auto", 20.0, True)
     assert cfg.buffer.capacity == 1_000_000
+    temperature = cfg.exploration
+    assert (temperature.temperature_final, temperature.decay_per_episode, temperature.decay_slowdown) == (0.02, 0.99, 1.0)
     egreedy = compose_config(["env=breakout", "exploration=egreedy"]).exploration
-    assert (egreedy.eps_init, egreedy.eps_final, egreedy.annealing_steps) == (1.0, 0.01, 200_000)
+    assert (egreedy.eps_init, egreedy.eps_final, egreedy.annealing_steps) == (1.0, 0.01, 100_000)
+
+
+def test_breakout_gpu_preset_keeps_the_original_values():
+    cfg = compose_config(["env=breakout_gpu"])
+    assert cfg.env.id == "ALE/Breakout-v5" and cfg.model.kind == "nature_cnn" and cfg.buffer.kind == "prioritized"
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.max_grad_norm, cfg.train.target_update_steps) == (2.5e-4, 128, 1.0, 500)
+    assert (cfg.train.n_step, cfg.train.init_random_steps, cfg.env.num_envs, cfg.buffer.capacity) == (1, 50_000, 1, 1_000_000)
+    temperature = cfg.exploration  # the original schedule: x0.995 per game, three times slower, floor 0.05
+    assert (temperature.temperature_final, temperature.decay_per_episode, temperature.decay_slowdown) == (0.05, 0.995, 3.0)
+    egreedy = compose_config(["env=breakout_gpu", "exploration=egreedy"]).exploration
+    assert (egreedy.eps_final, egreedy.annealing_steps) == (0.01, 200_000)
 
 
 def test_doorkey_presets_carry_the_original_design():
@@ -100,6 +115,7 @@ def test_env_presets_carry_their_tuned_values():
     cartpole, lunar = compose_config(["env=cartpole"]), compose_config(["env=lunarlander"])
     assert cartpole.env.id == "CartPole-v1" and lunar.env.id == "LunarLander-v3"
     assert lunar.train.total_steps == 200_000 and cartpole.train.total_steps == 50_000
+    assert not cartpole.train.compile and lunar.train.compile  # CartPole's short solve does not repay a compile
     assert compose_config(["env=lunarlander", "train.lr=1e-4"]).train.lr == pytest.approx(1e-4)  # CLI beats preset
 
 
@@ -135,6 +151,10 @@ def test_env_presets_carry_their_tuned_values():
         (["exploration=temperature", "exploration.decay_per_episode=1.5"], "exploration.decay_per_episode=1.5 is invalid: expected a number in (0, 1]"),
         (["buffer.storage=memmap"], "buffer.memmap_dir=None is invalid with buffer.storage=memmap: expected a directory"),
         (["buffer.storage=disk"], "buffer.storage='disk' is invalid: expected one of memory, memmap"),
+        (["train.n_step=3"], "train.n_step=3 is invalid with env=cartpole: n-step returns are computed by the frame replay"),
+        (["eval.epsilon=2"], "eval.epsilon=2.0 is invalid: expected a number in [0.0, 1.0]"),
+        (["train.precision=fp16"], "train.precision='fp16' is invalid: expected one of auto, fp32, bf16"),
+        (["train.time_limit_minutes=0"], "train.time_limit_minutes=0.0 is invalid: expected null or a number > 0"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(overrides, expected):

@@ -322,6 +322,23 @@ def test_evaluation_plays_exactly_the_first_episode_of_each_sub_env():
     assert batched.return_std == pytest.approx(batched.returns.std(unbiased=False).item())
 
 
+class _AlwaysLeft(torch.nn.Module):
+    """A CartPole 'policy' that pushes left on every step: its episodes last 8-11 steps."""
+
+    def forward(self, td):
+        return td.set("action", torch.zeros(td.batch_size, dtype=torch.long))
+
+
+def test_evaluation_epsilon_replaces_actions_with_random_ones():
+    env_cfg = OmegaConf.create({"kind": "classic", "id": "CartPole-v1"})
+    greedy = evaluate_policy(make_env(env_cfg, num_envs=20, seed=0), _AlwaysLeft(), device=CPU)
+    assert greedy.lengths.max() <= 11
+    random = evaluate_policy(make_env(env_cfg, num_envs=20, seed=0), _AlwaysLeft(), device=CPU, epsilon=1.0)
+    assert random.lengths.float().mean() > 15  # uniformly random actions: about 22 steps per episode
+    partly = evaluate_policy(make_env(env_cfg, num_envs=20, seed=0), _AlwaysLeft(), device=CPU, epsilon=0.5)
+    assert partly.lengths.float().std() > 0
+
+
 # ---------------------------------------------------------------- checkpoints
 
 
