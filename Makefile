@@ -36,7 +36,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/collector_throughput.py
 	$(PY) benchmarks/time_to_solve.py --env cartpole --seeds 0 1 2 --cold-cache
 	$(PY) benchmarks/time_to_solve.py --env lunarlander --seeds 0 1 2
-	$(PY) benchmarks/learner_throughput.py --env breakout --rounds 3 --updates 24 --buffer-size 20000
+	$(PY) benchmarks/learner_throughput.py --env breakout --rounds 3 --updates 16 --buffer-size 20000 --batch-sizes 32
+	$(PY) benchmarks/learner_throughput.py --env breakout --rounds 3 --updates 8 --buffer-size 20000 --batch-sizes 128 \
+	  --variants rlpipe:prioritized:4:compiled:auto rlpipe:prioritized:4:compiled:bf16 plain:bf16 plain:compiled
 	$(PY) benchmarks/replay_memory.py
 	$(PY) benchmarks/replay_memory.py --storage memmap
 	$(PY) benchmarks/atari_collection.py

@@ -254,6 +254,7 @@ def main() -> None:
     parser.add_argument("--buffer-size", type=int, default=50_000)
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="Breakout: the batch sizes to measure (32 128)")
     parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)  # one variant's batch size (the full run)
+    parser.add_argument("--variants", nargs="+", help="measure only these variants (default: all for the env)")
     parser.add_argument("--variant", help="rlpipe:buffer:K:compiled|eager[:precision] or plain:lever[+lever]; measure only this one")
     args = parser.parse_args()
     if args.variant:
@@ -271,6 +272,7 @@ def main() -> None:
         batch_sizes = [None]
         variants = [f"rlpipe:{buffer}:{k}:compiled" for k in sorted({preset_k, 1}, reverse=True) for buffer in ("prioritized", "uniform")]
         variants.append(f"rlpipe:prioritized:{preset_k}:eager")
+    variants = args.variants or variants
     # One process per variant, as in training: several compiled updates in one process share Dynamo's cache
     # entries and slow each other down.
     results = []
@@ -297,7 +299,8 @@ def main() -> None:
             name = f"rlpipe, {r['buffer']} replay, {'compiled' if r['mode'] == 'compiled' else 'eager (train.compile=false)'}{precision}"
         print(f"| {name} | {r['batch_size']} | {r.get('updates_per_phase', 1)} | {r['rlpipe']['median']:.1f} | "
               f"{r['plain']['median']:.1f} | {r['ratio']:.2f} |")
-    save(f"learner_throughput_{args.env}", {
+    suffix = "".join(f"_batch{b}" for b in args.batch_sizes) if args.batch_sizes else ""
+    save(f"learner_throughput_{args.env}{suffix}", {
         "env": args.env, "model": model, "batch_sizes": [b or cfg.train.batch_size for b in batch_sizes],
         "preset_updates_per_phase": preset_k, "results": results,
     })
