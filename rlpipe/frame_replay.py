@@ -268,17 +268,12 @@ class FrameReplay:
         flat = self.slots.view(-1)  # [E * S]
         base = stream * self.slots_per_stream  # [B]
         step = flat["episode_step"][index].long()  # [B]
-        if self.n_step == 1:
-            length = torch.ones_like(step)  # [B] m
-            last = index
-            reward = flat["reward"][index]
-        else:
-            ahead = base[:, None] + (slot[:, None] + torch.arange(self.n_step)) % self.slots_per_stream  # [B, n]
-            window = _window(flat, ahead)  # [B, n]
-            length = window.sum(-1)  # [B] m
-            last = ahead.gather(1, (length - 1)[:, None]).squeeze(1)  # [B] the window's last transition
-            discount = self.gamma ** torch.arange(self.n_step, dtype=torch.float32)  # [n]
-            reward = (flat["reward"][ahead] * discount * window).sum(-1)  # [B] sum_k gamma^k r_{j+k}
+        ahead = base[:, None] + (slot[:, None] + torch.arange(self.n_step)) % self.slots_per_stream  # [B, n]
+        window = _window(flat, ahead)  # [B, n] (all True for n = 1)
+        length = window.sum(-1)  # [B] m
+        last = ahead.gather(1, (length - 1)[:, None]).squeeze(1)  # [B] the window's last transition
+        discount = self.gamma ** torch.arange(self.n_step, dtype=torch.float32)  # [n]
+        reward = (flat["reward"][ahead] * discount * window).sum(-1)  # [B] sum_k gamma^k r_{j+k}
         offsets = torch.arange(self.frame_stack - 1, -1, -1)  # [N]: N-1, ..., 0 frames back
         back = torch.minimum(offsets[None, :], step[:, None])  # [B, N]
         back_next = torch.minimum(offsets[None, :], step[:, None] + length[:, None])  # [B, N]

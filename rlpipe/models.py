@@ -40,9 +40,10 @@ def make_q_network(
     n_actions = action_spec.space.n
     factory = {"mlp": make_mlp, "nature_cnn": make_nature_cnn}[model_cfg.kind]
     net = factory(model_cfg, observation_shape=observation_spec.shape, n_actions=n_actions)
-    if precision != torch.float32:
-        layers = list(net) if isinstance(net, nn.Sequential) else [net]
-        net = AutocastSequential(*layers, dtype=precision, device_type=device.type)
+    # Mixed precision needs a body to autocast before the head: the sequential networks (the Nature CNN, the MLP)
+    # have one; the dueling heads are single modules and stay fp32.
+    if precision != torch.float32 and isinstance(net, nn.Sequential):
+        net = AutocastSequential(*net, dtype=precision, device_type=device.type)
     # With an action mask, masked actions get the lowest float as Q-value before the argmax: the greedy action,
     # and the double-DQN target's argmax over next actions (DQNLoss runs this actor on the next state, with the
     # next state's mask), only consider valid actions. The chosen actions' values stay unmasked.
