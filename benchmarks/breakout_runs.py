@@ -47,7 +47,29 @@ def load_run(run_dir: Path) -> dict:
                         for e in summary["evaluations"]],
         "config": config,
         "time_budget": time_budget(run_dir),
+        "training": {name: read_scalar(run_dir, name) for name in TRAINING_CURVES},
     }
+
+
+TRAINING_CURVES = ("episode/score", "train/loss")  # logged every train.log_interval_steps agent steps
+
+
+def read_scalar(run_dir: Path, name: str) -> list[tuple[int, float]]:
+    """``(step, value)`` rows of one logged metric (the CSV logger's ``scalars/<name>.csv``); [] when not logged.
+
+    A run resumed in place appends to its files from the step of its checkpoint, so a process killed after that
+    checkpoint left rows that the resumed one rewrites: a row at or before an earlier row's step replaces them."""
+    path = run_dir / "logs" / "csv" / "scalars" / f"{name}.csv"
+    lines = path.read_text().split() if path.is_file() else []
+    rows: list[tuple[int, float]] = []
+    for line in lines:
+        if line == "step,value":  # the header row (files written before it existed have none)
+            continue
+        step, value = line.split(",")
+        while rows and rows[-1][0] >= int(float(step)):
+            rows.pop()
+        rows.append((int(float(step)), float(value)))
+    return rows
 
 
 STAGES = ("env", "acting", "replay", "learner", "eval", "checkpoint", "other")
@@ -56,12 +78,10 @@ STAGES = ("env", "acting", "replay", "learner", "eval", "checkpoint", "other")
 def time_budget(run_dir: Path) -> dict[str, dict[str, float]]:
     """Where the run's wall time went, from its ``time/<stage>_ms_per_step`` logs: seconds, share of the total, and
     milliseconds per agent step of each stage over the whole run."""
-    scalars = run_dir / "logs" / "csv" / "scalars" / "time"
     seconds: dict[str, float] = {}
     total_steps = 0
     for stage in STAGES:
-        path = scalars / f"{stage}_ms_per_step.csv"
-        rows = [tuple(map(float, line.split(","))) for line in path.read_text().split()] if path.is_file() else []
+        rows = read_scalar(run_dir, f"time/{stage}_ms_per_step")
         previous, spent = 0.0, 0.0
         for step, ms_per_step in rows:
             spent += ms_per_step * (step - previous) / 1e3
@@ -73,14 +93,19 @@ def time_budget(run_dir: Path) -> dict[str, dict[str, float]]:
             for stage, spent in seconds.items()}
 
 
-def plot(runs: dict[str, dict], path: Path) -> None:
-    figure, (by_steps, by_minutes) = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+def plot(runs: dict[str, dict], path: Path, title: str) -> None:
+    figure, (by_steps, by_minutes, training) = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
     for label, run in runs.items():
         evaluations = run["evaluations"]
         scores = [e["return_mean"] for e in evaluations]
         suffix = "" if run["finished"] else " (cut)"
         by_steps.plot([e["step"] / 1e3 for e in evaluations], scores, marker="o", markersize=3, label=label + suffix)
         by_minutes.plot([e["wall_seconds"] / 60 for e in evaluations], scores, marker="o", markersize=3, label=label + suffix)
+        episode_scores = run["training"]["episode/score"]
+        training.plot([step / 1e3 for step, _ in episode_scores], [score for _, score in episode_scores], linewidth=1, label=label)
+    training.set_title("training games (exploring), mean per log window", fontsize=9)
+    training.set_xlabel("agent steps (thousands)")
+    training.grid(alpha=0.3)
     for axis, xlabel in ((by_steps, "agent steps (thousands)"), (by_minutes, "wall minutes on 2 CPU cores")):
         axis.axhline(BAR, color="grey", linestyle="--", linewidth=1)
         axis.set_xlabel(xlabel)
@@ -89,7 +114,7 @@ def plot(runs: dict[str, dict], path: Path) -> None:
     by_steps.set_ylabel("greedy evaluation: game score")
     by_steps.set_ylim(bottom=0)
     by_steps.legend(fontsize=8)
-    figure.suptitle("rlpipe DQN on Breakout (env=breakout CPU preset); dashed: the 20-point bar", fontsize=10)
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
@@ -98,11 +123,21 @@ def plot(runs: dict[str, dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
+    parser.add_argument("--name", default="breakout_runs",
+                        help="results name: benchmarks/results/NAME.json and NAME.png (breakout_runs: breakout_curves.png)")
+    parser.add_argument("--title", default="rlpipe DQN on Breakout (env=breakout CPU preset); dashed: the 20-point bar")
+    parser.add_argument("--epsilon-eval", action="append", default=[], metavar="LABEL=JSON",
+                        help="the JSON line that `python -m rlpipe.evaluate checkpoint=... eval.episodes=10 eval.epsilon=0.05` "
+                             "printed for a run's checkpoint, saved to a file; added to the results")
     args = parser.parse_args()
     runs = {}
     for item in args.runs:
         label, _, run_dir = item.partition("=")
         runs[label] = load_run(Path(run_dir))
+    epsilon_evals = {}
+    for item in args.epsilon_eval:
+        label, _, path = item.partition("=")
+        epsilon_evals[label] = json.loads(Path(path).read_text())
     print("| run | finished | steps | wall min | first evaluation >= 20: step, wall min | best evaluation mean |")
     print("| --- | --- | ---: | ---: | --- | ---: |")
     for label, run in runs.items():
@@ -117,10 +152,17 @@ def main() -> None:
         cells = [f"{budget[s]['fraction']:.1%} ({budget[s]['ms_per_step']:.2f})" for s in STAGES]
         collection = budget["env"]["fraction"] + budget["acting"]["fraction"]
         print(f"| {label} | " + " | ".join(cells) + f" | {collection:.1%} |")
-    png = RESULTS / "breakout_curves.png"
-    plot(runs, png)
+    if epsilon_evals:
+        print("\nEvaluations of a checkpoint with 5% random actions (10 games)")
+        print("| run | checkpoint step | mean +- std | games |")
+        print("| --- | ---: | ---: | --- |")
+        for label, result in epsilon_evals.items():
+            games = ", ".join(f"{score:g}" for score in result["returns"])
+            print(f"| {label} | {result['step']:,} | {result['return_mean']:.1f} +- {result['return_std']:.1f} | {games} |")
+    png = RESULTS / ("breakout_curves.png" if args.name == "breakout_runs" else f"{args.name}.png")
+    plot(runs, png, args.title)
     print(f"wrote {png.relative_to(RESULTS.parents[1])}")
-    save("breakout_runs", {"bar": BAR, "runs": runs})
+    save(args.name, {"bar": BAR, "runs": runs, "epsilon_0.05_evaluations": epsilon_evals})
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDict
+from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.modules import QValueActor
 
@@ -47,6 +48,7 @@ class Agent:
         self.n_actions = n_actions
         self.reads_mask = ACTION_MASK_KEY in q_network.in_keys
         self.device = device
+        self.env_cfg: DictConfig | None = None  # set by load(): the task's env section, for make_env()
 
     @classmethod
     def load(cls, checkpoint: str | Path, *, device: str | torch.device = "cpu") -> Agent:
@@ -63,7 +65,24 @@ class Agent:
         finally:
             env.close()
         q_network.load_state_dict(payload["q_network"])
-        return cls(q_network, observation_shape=observation_shape, n_actions=n_actions, device=device)
+        agent = cls(q_network, observation_shape=observation_shape, n_actions=n_actions, device=device)
+        agent.env_cfg = cfg.env
+        return agent
+
+    def make_env(self, *, num_envs: int = 1, seed: int | None = None) -> EnvBase:
+        """The environment the agent was trained in, preprocessing included (for Atari: grayscale, 84x84, frame
+        skip, frame stack, NOOP/FIRE resets), as a TorchRL env: its observations are what :meth:`act` takes::
+
+            env = agent.make_env(seed=0)
+            td = env.reset()
+            td["action"] = torch.tensor(agent.act(td["observation"]))
+            td = env.step(td)["next"]
+
+        Only for agents made by :meth:`load` (the configuration comes from the checkpoint).
+        """
+        if self.env_cfg is None:
+            raise ValueError("this agent was not loaded from a checkpoint: it does not know its environment")
+        return make_env(self.env_cfg, num_envs=num_envs, seed=seed)
 
     @torch.no_grad()
     def act(self, observation: ArrayLike | Mapping[str, ArrayLike], mask: ArrayLike | None = None) -> int | torch.Tensor:
@@ -80,7 +99,8 @@ class Agent:
             observation = observation[OBSERVATION_KEY]
         obs = torch.as_tensor(np.asarray(observation) if not isinstance(observation, torch.Tensor) else observation)
         if obs.shape[-len(self.observation_shape) :] != self.observation_shape:
-            raise ValueError(f"observation has shape {tuple(obs.shape)}, expected [{list(self.observation_shape)}] or [B, ...]")
+            expected = ", ".join(map(str, self.observation_shape))
+            raise ValueError(f"observation has shape {list(obs.shape)}, expected [{expected}] or [B, {expected}]")
         single = obs.shape == self.observation_shape
         obs = obs.reshape(-1, *self.observation_shape).to(self.device)  # [B, *O]
         if obs.is_floating_point():

@@ -10,7 +10,8 @@ A checkpoint is a ``torch.save`` dict, loaded back with ``torch.load(weights_onl
 - one entry per stateful piece, under the name the training loop gives it (``q_network``, ``target_network``,
   ``optimizer``, ``lr_scheduler``, ``exploration``, ``target_updater``): each piece's ``state_dict()``;
 - ``replay_buffer``: the name of a sibling directory written by TorchRL's ``ReplayBuffer.dumps`` (memory-mapped
-  tensors and JSON, no pickle), or ``None``.
+  tensors and JSON, no pickle), or ``None``. Its ``manifest.json`` records every file's size: a damaged buffer (a
+  truncated or missing file) is refused before anything reads it, and loading never writes into it.
 
 Files are written to a temporary name and renamed, so a crash never leaves a half-written checkpoint behind.
 Environments cannot be snapshotted: a resumed run starts new episodes.
@@ -18,9 +19,11 @@ Environments cannot be snapshotted: a resumed run starts new episodes.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
+import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -100,13 +103,26 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Reads and checks a checkpoint; raises :class:`CheckpointError` with a one-line reason."""
     path = Path(path)
+    if path.is_dir():
+        inside = next((str(c) for c in (path / "checkpoints" / "last.pt", path / "last.pt") if c.is_file()), None)
+        hint = f" (did you mean {inside}?)" if inside else ""
+        raise CheckpointError(f"{path}: is a directory; expected a checkpoint file such as <run>/checkpoints/last.pt{hint}")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with path.open("rb") as file:
+        zip_archive = file.read(4) == b"PK\x03\x04"
+    if not zip_archive:  # torch.save writes a zip archive; anything else (text, random bytes) is not a checkpoint
+        raise CheckpointError(f"{path}: not an rlpipe checkpoint (not a file written by torch.save; "
+                              f"checkpoints are <run>/checkpoints/last.pt or best.pt)")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a readable checkpoint: the file is truncated or damaged")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated files, foreign pickles, random bytes: all end here
+    except Exception as err:  # truncated archives, foreign pickles: all end here
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:160]})") from None
+        if "weights_only" in reason.lower() or "unpickl" in reason.lower():
+            reason = "it holds Python objects other than tensors and plain data, which rlpipe never loads"
+        raise CheckpointError(f"{path}: not a readable checkpoint: {reason[:160].rstrip('.')}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an rlpipe checkpoint")
     if payload.get("version") != VERSION:
@@ -154,19 +170,62 @@ def _dump_buffer(replay_buffer: ReplayBuffer, directory: Path) -> None:
     replay_buffer.dumps(temporary)
     # TorchRL pickles its (here always empty) prefetch queue; drop it so that loading never unpickles.
     (temporary / "prefetch.pkl").unlink(missing_ok=True)
+    sizes = {str(file.relative_to(temporary)): file.stat().st_size for file in sorted(temporary.rglob("*")) if file.is_file()}
+    (temporary / MANIFEST).write_text(json.dumps(sizes, indent=0))
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(temporary, directory)
 
 
-def _load_buffer(replay_buffer: ReplayBuffer, directory: Path) -> None:
+MANIFEST = "manifest.json"  # a stored replay buffer's files and their sizes in bytes
+
+
+def check_stored_buffer(payload: Mapping[str, Any]) -> None:
+    """Raises :class:`CheckpointError` if the replay buffer a loaded checkpoint names is missing or damaged; lets a
+    run refuse a checkpoint before it writes anything."""
+    if payload.get("replay_buffer"):
+        _check_buffer_dir(Path(payload["path"]).parent / payload["replay_buffer"])
+
+
+def _check_buffer_dir(directory: Path) -> None:
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: the replay buffer named by the checkpoint is missing")
     if any(directory.rglob("*.pkl")):
         raise CheckpointError(f"{directory}: replay buffer holds pickle files; refusing to load them")
+    # Memory-mapped files are opened at the size their metadata states, and one that is shorter would be grown
+    # with zeros in place (writing into the checkpoint, and training on blank data): check every size first.
+    damage = _buffer_damage(directory)
+    if damage:
+        raise CheckpointError(f"{directory}: the replay buffer is damaged ({damage}); resume from another checkpoint")
+
+
+def _load_buffer(replay_buffer: ReplayBuffer, directory: Path) -> None:
+    _check_buffer_dir(directory)
     try:
         replay_buffer.loads(directory)
     except Exception as err:
         raise CheckpointError(f"{directory}: cannot load the replay buffer ({str(err).splitlines()[0][:160]})") from None
+
+
+def _buffer_damage(directory: Path) -> str | None:
+    """What is wrong with a stored buffer's files, or None. Buffers written before the manifest existed are checked
+    against the shapes in their tensordict ``meta.json`` files."""
+    manifest = directory / MANIFEST
+    if manifest.is_file():
+        expected = {directory / name: size for name, size in json.loads(manifest.read_text()).items()}
+    else:
+        expected = {}
+        for meta in directory.rglob("meta.json"):
+            for name, entry in json.loads(meta.read_text()).items():
+                if isinstance(entry, dict) and "shape" in entry and "dtype" in entry:
+                    itemsize = torch.empty((), dtype=getattr(torch, entry["dtype"].removeprefix("torch."))).element_size()
+                    expected[meta.parent / f"{name}.memmap"] = int(np.prod(entry["shape"])) * itemsize
+    for path, size in expected.items():
+        if not path.is_file():
+            return f"{path.relative_to(directory)} is missing"
+        actual = path.stat().st_size
+        if actual != size:
+            return f"{path.relative_to(directory)} has {actual:,} bytes, {size:,} were written"
+    return None
 
 
 def _rng_state() -> dict[str, Any]:

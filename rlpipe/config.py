@@ -10,6 +10,7 @@ only the types and the rules. Groups with several families (``env``, ``model``, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
@@ -20,6 +21,29 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type, or out of range."""
+
+
+def env_name(env_id: str) -> str:
+    """A short name for run directories: ``CartPole-v1`` -> ``cartpole``, ``ALE/Breakout-v5`` -> ``breakout``."""
+    return re.sub(r"-v\d+$", "", env_id.rsplit("/", 1)[-1]).lower()
+
+
+def reward_threshold(env_id: str) -> float | None:
+    """The return at which gymnasium's registry counts ``env_id`` as solved (``EnvSpec.reward_threshold``), or None
+    for an id without one (or an unknown id, which the env factory then refuses by name)."""
+    import gymnasium as gym
+
+    try:
+        threshold = gym.spec(env_id).reward_threshold
+    except gym.error.Error:
+        return None
+    return None if threshold is None else float(threshold)
+
+
+# Used by conf/env/*.yaml, so that `env.id=Acrobot-v1` on a classic preset names its run directory and its
+# solved threshold after Acrobot, not CartPole.
+OmegaConf.register_new_resolver("env_name", env_name, replace=True)
+OmegaConf.register_new_resolver("reward_threshold", reward_threshold, replace=True)
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,7 @@ class TrainConfig:
     target_tau: float = _key(Rule(lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"))
     compile: bool = _key()
     precision: str = _key(one_of("auto", "fp32", "bf16"), default="auto")
+    num_threads: Optional[int] = _key(Rule(lambda v: v is None or v >= 1, "null or a number >= 1"), default=None)
     stop_on_solve: bool = _key()
     log_interval_steps: int = _key(at_least(1))
 
@@ -126,6 +151,7 @@ class DoorKeyEnvConfig:
     id: str = _key(one_of("rlpipe/DoorKeySkills-v0", "rlpipe/DoorKeyPrimitive-v0"))
     num_envs: int = _key(at_least(1))
     solved_return: Optional[float] = _key(default=None)
+    solved_success_rate: Optional[float] = _key(Rule(lambda v: v is None or 0 < v <= 1, "null or a number in (0, 1]"), default=None)
     size: int = _key(at_least(5))
     max_skill_horizon: int = _key(at_least(1))
     option_reward: float = _key(Rule(lambda v: v >= 0, "a number >= 0 (0 switches it off)"))
@@ -183,6 +209,7 @@ class PrioritizedBufferConfig:
     priority_eps: float = _key(positive())
     storage: str = _key(_STORAGE)
     memmap_dir: Optional[str] = _key(default=None)
+    keep_memmap_files: bool = _key(default=False)
 
 
 @dataclass
@@ -191,6 +218,7 @@ class UniformBufferConfig:
     capacity: int = _key(at_least(1))
     storage: str = _key(_STORAGE)
     memmap_dir: Optional[str] = _key(default=None)
+    keep_memmap_files: bool = _key(default=False)
 
 
 @dataclass
@@ -290,8 +318,9 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
     train, exploration, buffer = cfg.train, cfg.exploration, cfg.buffer
     if train.init_random_steps >= train.total_steps:
         raise ConfigError(
-            f"train.init_random_steps={train.init_random_steps} is invalid: expected fewer than "
-            f"train.total_steps={train.total_steps}, or learning never starts"
+            f"train.total_steps={train.total_steps} is too short for train.init_random_steps={train.init_random_steps} "
+            f"(random steps that fill the buffer before learning starts): lower it too, e.g. "
+            f"train.init_random_steps={train.total_steps // 5}"
         )
     if train.steps_per_collect % cfg.env.num_envs:
         raise ConfigError(
@@ -304,8 +333,6 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
             f"exploration.temperature_final={exploration.temperature_final} is invalid: expected at most "
             f"exploration.temperature_init={exploration.temperature_init}"
         )
-    if buffer.storage == "memmap" and buffer.memmap_dir is None:
-        raise ConfigError("buffer.memmap_dir=None is invalid with buffer.storage=memmap: expected a directory")
     model_for_pixels = cfg.model.kind == "nature_cnn"
     if model_for_pixels != (cfg.env.kind == "atari"):
         raise ConfigError(
@@ -326,3 +353,95 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
             raise ConfigError("exploration.eps_final=0 is invalid with annealing=exponential: expected a number > 0")
     if buffer.kind == "prioritized" and buffer.beta_final < buffer.beta_init:
         raise ConfigError(f"buffer.beta_final={buffer.beta_final} is invalid: expected at least buffer.beta_init={buffer.beta_init}")
+
+
+# ---------------------------------------------------------------------------------------------------- resume
+
+# What a resumed run cannot change: these pieces come back from the checkpoint as they were (prefixes of keys).
+_FIXED_ON_RESUME = {
+    "env": "the environment's layout and the replay buffer come from the checkpoint",
+    "model": "the network's weights come from the checkpoint",
+    "exploration": "the exploration module's state comes from the checkpoint",
+    "buffer": "the replay buffer comes from the checkpoint",
+    "train.seed": "the random-number states come from the checkpoint",
+    "train.n_step": "the replay buffer stores transitions for the stored n-step setting",
+    "train.adam_eps": "the optimizer's state (Adam's epsilon included) comes from the checkpoint",
+    "train.lr_schedule": "the learning-rate schedule's state comes from the checkpoint",
+    "train.lr_final": "the learning-rate schedule's state comes from the checkpoint",
+    "train.target_update": "the target network's update rule is part of the stored state",
+}
+# ... except where the buffer lives on disk, which a resumed run may choose anew, and the reporting threshold.
+_FREE_ON_RESUME = ("buffer.storage", "buffer.memmap_dir", "buffer.keep_memmap_files", "env.solved_return", "env.solved_success_rate")
+
+
+def resumed_config(stored: dict[str, Any], cfg: DictConfig, overrides: list[str] | tuple[str, ...]) -> DictConfig:
+    """The configuration of a resumed run: the checkpoint's, with this command line's overrides applied where they
+    can be, refused with a :class:`ConfigError` naming the key where they cannot.
+
+    A resumed run needs no overrides: every key the command line did not set takes the checkpoint's value. A key it
+    did set (``train.total_steps=...``, or a group such as ``logger=tensorboard``) is applied when the loop reads it
+    afresh (step budget, time limit, evaluation, checkpoints, logging, device, compile, precision, batch size,
+    update ratio, target period, the learning rate of a constant schedule); a key whose state comes back from the
+    checkpoint (``_FIXED_ON_RESUME``: env, model, exploration, buffer, seed, n-step, Adam epsilon, the
+    learning-rate schedule) is refused when its value differs. A resumed run so never records a value it does not use.
+
+    Args:
+        stored: the checkpoint's configuration.
+        cfg: the configuration composed from this command line (not yet validated: its values for keys the command
+            line did not set are the defaults, and need not fit the checkpoint's).
+        overrides: this command line's overrides (``key=value`` and ``group=option``), as Hydra lists them.
+    """
+    old = _leaves(OmegaConf.to_container(validate(OmegaConf.create(stored)), resolve=True))
+    new = _leaves(OmegaConf.to_container(cfg, resolve=True))
+    explicit = [override.lstrip("+~").split("=", 1)[0] for override in overrides]
+    schedule = old.get("train.lr_schedule")
+    merged, refused, reasons = dict(old), [], {}
+    for key in sorted(set(old) | set(new)):
+        if key == "resume":
+            merged[key] = new.get(key)
+            continue
+        if old.get(key) == new.get(key) or not any(key == name or key.startswith(name + ".") for name in explicit):
+            continue  # unchanged, or not set on this command line: the checkpoint's value stands
+        reason = next((why for prefix, why in _FIXED_ON_RESUME.items() if key == prefix or key.startswith(prefix + ".")), None)
+        if key in _FREE_ON_RESUME:
+            reason = None
+        if key in ("train.lr", "train.total_steps") and schedule != "constant":
+            reason = f"the {schedule} learning-rate schedule's state (its length and base rate) comes from the checkpoint"
+        if reason is not None:
+            refused.append(key)
+            reasons[key] = reason
+        elif key in new:
+            merged[key] = new[key]
+        else:  # a key of the stored family that the new one lacks (e.g. logger=wandb -> logger=csv)
+            merged.pop(key, None)
+    if refused:
+        # Name the key that says most: a group's kind (buffer=uniform changes buffer.kind, and drops buffer.alpha),
+        # then a key both configurations have.
+        key = min(refused, key=lambda k: (not k.endswith(".kind"), k not in old or k not in new, k))
+        more = f"; also {len(refused) - 1} more key(s)" if len(refused) > 1 else ""
+        raise ConfigError(f"cannot change {key}={new.get(key)!r} (the checkpoint has {old.get(key)!r}: {reasons[key]}) "
+                          f"when resuming{more}; drop the override or start a new run")
+    return validate(OmegaConf.create(_tree(merged)))
+
+
+def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}`` (lists stay values)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _tree(flat: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`_leaves`."""
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, name = key.split(".")
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[name] = value
+    return tree

@@ -9,6 +9,7 @@ checkpoint, rebuilds its environment and Q-network from the configuration stored
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 
 import hydra
@@ -23,7 +24,7 @@ from rlpipe.config import ConfigError, validate
 from rlpipe.envs import episode_stats, make_env, score_key
 from rlpipe.keys import EPISODE_LENGTH_KEY
 from rlpipe.models import make_q_network
-from rlpipe.runtime import pick_device, quiet_libraries, seed_everything
+from rlpipe.runtime import check_command_line, pick_device, quiet_libraries, seed_everything
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,10 @@ def main(cfg: DictConfig) -> None:
     except ConfigError as err:
         raise SystemExit(f"rlpipe.evaluate: {cfg.checkpoint}: stored configuration is invalid: {err}") from None
 
-    device = pick_device(cfg.device)
+    try:
+        device = pick_device(cfg.device, key="device")
+    except ConfigError as err:
+        raise SystemExit(f"rlpipe.evaluate: invalid configuration: {err}") from None
     seed_everything(cfg.eval.seed)
     env = make_env(run_cfg.env, num_envs=cfg.eval.episodes, seed=cfg.eval.seed)
     q_network = make_q_network(run_cfg.model, env, device)
@@ -154,4 +158,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("rlpipe.evaluate", "evaluate", sys.argv[1:], run_dir_key=None)
     main()

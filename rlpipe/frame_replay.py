@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -348,8 +347,3 @@ def _window(slots: TensorDict, ahead: torch.Tensor) -> torch.Tensor:
     ends = slots["terminated"][ahead] | slots["done"][ahead] | ~slots["starts_transition"][ahead]  # [B, n]
     return torch.cat([torch.ones_like(ends[:, :1]), ~ends[:, :-1].cummax(-1).values], -1)
 
-
-def clear_memmap_dir(path: str | None) -> None:
-    """Removes the memory-mapped files of a previous run in ``path`` (they are rewritten from scratch)."""
-    if path is not None:
-        shutil.rmtree(path, ignore_errors=True)

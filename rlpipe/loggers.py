@@ -7,6 +7,7 @@ counter as the x-axis. Metric names are ``<group>/<name>``: ``train/*``, ``episo
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchrl.record.loggers import CSVLogger, Logger, TensorboardLogger
 from torchrl.record.loggers.wandb import WandbLogger
+
+from rlpipe.config import ConfigError
 
 
 def make_logger(logger_cfg: DictConfig, run_dir: Path, *, run_name: str, config: DictConfig) -> Logger:
@@ -32,6 +35,7 @@ def make_logger(logger_cfg: DictConfig, run_dir: Path, *, run_name: str, config:
     log_dir = run_dir / "logs"
     if logger_cfg.kind == "csv":
         logger: Logger = CSVLogger(exp_name="csv", log_dir=str(log_dir))
+        _add_header_rows(logger.experiment)
     elif logger_cfg.kind == "tensorboard":
         logger = TensorboardLogger(exp_name="tensorboard", log_dir=str(log_dir))
     else:
@@ -43,6 +47,41 @@ def make_logger(logger_cfg: DictConfig, run_dir: Path, *, run_name: str, config:
         )
     logger.log_hparams(_flatten(OmegaConf.to_container(config, resolve=True)))
     return logger
+
+
+CSV_HEADER = "step,value\n"  # the first row of every scalars/<group>/<metric>.csv
+
+
+def _add_header_rows(experiment: Any) -> None:
+    """Makes TorchRL's CSV experiment start every metric file with a header row (it writes bare ``step,value``
+    rows); a resumed run appending to an existing file adds none. TorchRL offers no option for it, hence the
+    wrapped method."""
+    add_scalar = experiment.add_scalar
+    scalars_dir = Path(experiment.log_dir) / "scalars"
+
+    def add_scalar_with_header(name: str, value: float, global_step: int | None = None) -> None:
+        path = scalars_dir / f"{name}.csv"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(CSV_HEADER)
+        add_scalar(name, value, global_step)
+
+    experiment.add_scalar = add_scalar_with_header
+
+
+def check_logger(logger_cfg: DictConfig) -> None:
+    """Refuses, with one line, a logger that cannot work here: W&B online mode without an API key."""
+    if logger_cfg.kind == "wandb" and logger_cfg.mode == "online" and not _wandb_api_key_found():
+        raise ConfigError("logger.mode=online needs a W&B API key (WANDB_API_KEY, or `wandb login`) and none was found; "
+                          "use logger.mode=offline and upload later with `wandb sync`")
+
+
+def _wandb_api_key_found() -> bool:
+    """Whether W&B can authenticate: ``WANDB_API_KEY``, or the ``~/.netrc`` entry that ``wandb login`` writes."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

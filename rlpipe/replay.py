@@ -16,20 +16,105 @@ back with every sample under ``PRIORITY_WEIGHT_KEY``; ``DQNLoss`` reduces with t
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import socket
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import DictConfig
 from tensordict import TensorDictBase
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictPrioritizedReplayBuffer, TensorDictReplayBuffer
 from torchrl.envs import EnvBase
 
+from rlpipe.config import ConfigError
 from rlpipe.envs import terminal_key, transition_keys
-from rlpipe.frame_replay import FrameReplay, clear_memmap_dir
+from rlpipe.frame_replay import FrameReplay
 from rlpipe.keys import OBSERVATION_KEY
 
 
+SCRATCH_MARKER = ".rlpipe-replay-scratch"  # names a directory an rlpipe run created for its memory-mapped replay
+
+
+class ReplayScratch:
+    """A directory this run creates for its memory-mapped replay (``buffer.storage=memmap``), and removes at the end.
+
+    A run deletes only what it created: the directory is new (``rlpipe-replay-<run>-<random>`` inside
+    ``buffer.memmap_dir``, or inside the run directory when that is null), carries a marker file naming the owning
+    process and its host, and :meth:`remove` deletes nothing that lacks the marker. ``buffer.memmap_dir`` itself and anything
+    else in it are never touched, except the marked directories of rlpipe runs on this host whose process no longer
+    exists (killed before they could clean up), which the next run there removes.
+
+    Args:
+        parent: where to create the directory (made if missing).
+        run_name: the run directory's name, part of the scratch directory's name.
+        keep: leave the files in place when the run ends (``buffer.keep_memmap_files``).
+    """
+
+    def __init__(self, parent: Path, *, run_name: str, keep: bool) -> None:
+        parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(parent)
+        self.path = Path(tempfile.mkdtemp(prefix=f"rlpipe-replay-{run_name}-", dir=parent))
+        (self.path / SCRATCH_MARKER).write_text(_owner())  # the owner: an rlpipe run's process, on this host
+        self.keep = keep
+
+    def remove(self) -> None:
+        """Deletes the directory and its memory-mapped files, unless told to keep them (or it is not ours)."""
+        marker = self.path / SCRATCH_MARKER
+        if not marker.is_file():
+            return
+        if self.keep:
+            marker.write_text("kept\n")  # no owner any more: later runs leave it alone
+        else:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _remove_orphans(parent: Path) -> None:
+    """Removes the replay directories of rlpipe runs that were killed (SIGKILL, a power cut) before they could:
+    marked ones whose owning process is gone. Kept ones (``keep_memmap_files``) have no owner and stay."""
+    host = socket.gethostname()
+    for candidate in parent.glob("rlpipe-replay-*"):
+        marker = candidate / SCRATCH_MARKER
+        owner_host, _, pid = (marker.read_text().strip() if marker.is_file() else "").rpartition(" ")
+        # Only this host can tell whether a process id is alive (memmap_dir may be shared storage).
+        if owner_host == host and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(candidate, ignore_errors=True)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()} {os.getpid()}\n"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def make_replay_scratch(buffer_cfg: DictConfig, run_dir: Path) -> ReplayScratch | None:
+    """The run's own directory for memory-mapped replay storage; ``None`` for in-memory storage."""
+    if buffer_cfg.storage != "memmap":
+        return None
+    parent = Path(buffer_cfg.memmap_dir) if buffer_cfg.memmap_dir is not None else run_dir
+    try:
+        return ReplayScratch(parent, run_name=run_dir.name, keep=False)  # the run sets keep once it trains
+    except OSError as err:
+        raise ConfigError(f"buffer.memmap_dir={parent}: cannot create the replay directory there ({err.strerror})") from None
+
+
 def make_replay_buffer(
-    buffer_cfg: DictConfig, env_cfg: DictConfig, env: EnvBase, *, n_step: int = 1, gamma: float = 0.99
+    buffer_cfg: DictConfig,
+    env_cfg: DictConfig,
+    env: EnvBase,
+    *,
+    n_step: int = 1,
+    gamma: float = 0.99,
+    scratch: ReplayScratch | None = None,
 ) -> TensorDictReplayBuffer | FrameReplay:
     """The replay memory for ``env``: a :class:`~rlpipe.frame_replay.FrameReplay` for frame-stacked pixel
     observations, TorchRL's prioritized or uniform buffer otherwise.
@@ -43,10 +128,11 @@ def make_replay_buffer(
         env: the training env; the frame layout and the number of streams come from its specs and batch size.
         n_step, gamma: n-step returns (``train.n_step``, ``train.gamma``); only the frame replay computes them
             (the configuration refuses ``n_step > 1`` elsewhere).
+        scratch: the run's directory for memory-mapped storage (:func:`make_replay_scratch`); ``None`` keeps the
+            memory in RAM.
     """
     prioritized = buffer_cfg.kind == "prioritized"
-    memmap_dir = buffer_cfg.memmap_dir if buffer_cfg.storage == "memmap" else None
-    clear_memmap_dir(memmap_dir)
+    memmap_dir = None if scratch is None else str(scratch.path)
     if env_cfg.kind == "atari":
         frames = env.full_observation_spec_unbatched[OBSERVATION_KEY].shape  # [N, H, W]
         return FrameReplay(

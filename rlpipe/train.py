@@ -11,20 +11,30 @@ Examples::
     python -m rlpipe.train env=lunarlander
     python -m rlpipe.train env=cartpole train.seed=3 train.total_steps=20000
     python -m rlpipe.train --multirun train.seed=0,1,2
-    python -m rlpipe.train resume=outputs/.../checkpoints/last.pt
+    python -m rlpipe.train resume=outputs/.../checkpoints/last.pt   # continues in that run's directory
+
+SIGINT (Ctrl-C) or SIGTERM stops the run after its current step with ``last.pt`` and ``summary.json`` written
+(exit code 130 / 143); a second one exits at once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import shutil
+import signal
+import sys
 import time
+from collections.abc import Sequence
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictSequential
@@ -32,8 +42,15 @@ from torchrl.collectors import Collector
 from torchrl.modules import QValueActor
 from tqdm import tqdm
 
-from rlpipe.checkpoint import CheckpointError, Counters, load_checkpoint, restore_checkpoint, save_checkpoint
-from rlpipe.config import ConfigError, validate
+from rlpipe.checkpoint import (
+    CheckpointError,
+    Counters,
+    check_stored_buffer,
+    load_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from rlpipe.config import ConfigError, resumed_config, validate
 from rlpipe.envs import action_mask_key, episode_stats, make_env, score_key, transition_keys
 from rlpipe.evaluate import EvalResult, evaluate_policy
 from rlpipe.exploration import make_exploration
@@ -45,12 +62,21 @@ from rlpipe.learner import (
     make_optimizer,
     make_target_updater,
 )
-from rlpipe.loggers import MetricWindow, StageClock, make_logger
+from rlpipe.loggers import MetricWindow, StageClock, check_logger, make_logger
 from rlpipe.models import make_q_network
 from rlpipe.keys import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, INDEX_KEY, PRIORITY_WEIGHT_KEY
-from rlpipe.replay import make_beta_schedule, make_replay_buffer
-from rlpipe.runtime import pick_device, quiet_libraries, resolve_precision, seed_everything
+from rlpipe.replay import make_beta_schedule, make_replay_buffer, make_replay_scratch
+from rlpipe.runtime import (
+    StopSignals,
+    check_command_line,
+    pick_device,
+    quiet_libraries,
+    resolve_precision,
+    run_dir_existed,
+    seed_everything,
+)
 
+_log = logging.getLogger("rlpipe")
 EVAL_SEED_OFFSET = 1_000_000  # evaluation environments are seeded apart from the training environment
 
 
@@ -58,38 +84,104 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+class RunComplete(Exception):
+    """A resumed run had already reached ``train.total_steps``: there is nothing to train."""
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        summary = train(validate(cfg), run_dir)
-    except ConfigError as err:
-        raise SystemExit(f"rlpipe.train: invalid configuration: {err}") from None
-    except (CheckpointError, TrainingDiverged) as err:
-        raise SystemExit(f"rlpipe.train: {err}") from None
-    solved = f"; solved at step {summary['solved_at_step']} after {summary['solved_at_seconds']:.1f} s" if summary["solved"] else ""
-    print(f"run directory: {summary['run_dir']}")
-    success = f", success rate {summary['eval_success_rate']:.2f}" if "eval_success_rate" in summary else ""
-    print(
-        f"final evaluation: {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} over "
-        f"{summary['eval_episodes']} episodes{success} at step {summary['steps']}{solved}"
-    )
-    print(json.dumps({key: value for key, value in summary.items() if key != "evaluations"}))
+    hydra_cfg = HydraConfig.get()
+    hydra_dir = Path(hydra_cfg.runtime.output_dir)  # Hydra made it (with .hydra/ and train.log) before this call
+    named_dir = any(o.startswith("hydra.run.dir=") for o in hydra_cfg.overrides.hydra)
+    run_dir = hydra_dir
+    if cfg.get("resume") and hydra_cfg.mode == RunMode.RUN and not named_dir:
+        # A run resumed from its last.pt continues in place; from another checkpoint, in a new directory named
+        # after the checkpoint's env and seed (Hydra's name took them from this command line's defaults).
+        run_dir = _run_dir_of(Path(cfg.resume)) or _renamed_for_checkpoint(hydra_dir, Path(cfg.resume))
+        if run_dir != hydra_dir:
+            run_dir.mkdir(parents=True, exist_ok=True)  # (the log file moves there at once)
+            _move_log_files(hydra_dir, run_dir)
+            _remove_if_unused(hydra_dir, default_layout=True)
+
+    def discard() -> None:  # a rejected command leaves no run directory behind
+        _remove_if_unused(run_dir, default_layout=not named_dir)
+        _remove_if_unused(hydra_dir, default_layout=not named_dir)
+
+    # SIGINT/SIGTERM stop the run cleanly from here on (train() checks them after every collect).
+    with StopSignals() as stop:
+        try:
+            summary = train(cfg, run_dir, overrides=list(hydra_cfg.overrides.task), stop=stop)
+        except RunComplete as done:
+            discard()
+            print(f"rlpipe.train: {done}")
+            return
+        except ConfigError as err:
+            discard()
+            raise SystemExit(f"rlpipe.train: invalid configuration: {err}") from None
+        except (CheckpointError, TrainingDiverged) as err:
+            discard()
+            raise SystemExit(f"rlpipe.train: {err}") from None
+        if summary["interrupted"]:
+            signum = signal.Signals[summary["stopped_by"]]
+            print(f"rlpipe.train: stopped by {signum.name} at step {summary['steps']:,}; last.pt and summary.json written. "
+                  f"Resume with: python -m rlpipe.train resume={summary['checkpoints']['last']}")
+            raise SystemExit(128 + signum.value)
+        solved = f"; solved at step {summary['solved_at_step']} after {summary['solved_at_seconds']:.1f} s" if summary["solved"] else ""
+        print(f"run directory: {summary['run_dir']}")
+        success = f", success rate {summary['eval_success_rate']:.2f}" if "eval_success_rate" in summary else ""
+        print(
+            f"final evaluation: {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} over "
+            f"{summary['eval_episodes']} episodes{success} at step {summary['steps']}{solved}"
+        )
+        print(json.dumps({key: value for key, value in summary.items() if key != "evaluations"}))
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Trains a DQN agent as ``cfg`` (validated) says; writes config, logs, checkpoints and ``summary.json`` into
-    ``run_dir`` and returns the summary."""
+def train(cfg: DictConfig, run_dir: Path, *, overrides: Sequence[str] = (), stop: StopSignals | None = None) -> dict[str, Any]:
+    """Trains a DQN agent as ``cfg`` says; writes config, logs, checkpoints and ``summary.json`` into ``run_dir``
+    and returns the summary.
+
+    With ``cfg.resume``, the run continues from that checkpoint with the checkpoint's configuration; ``overrides``
+    (the command line's) change what a resumed run may change and are refused otherwise
+    (:func:`rlpipe.config.resumed_config`). Nothing is written before the configuration, the checkpoint and its
+    replay buffer have been checked.
+
+    Args:
+        cfg: the composed configuration (validated here).
+        run_dir: where the run's files go.
+        overrides: the command line's overrides (Hydra's ``key=value`` / ``group=option`` strings).
+        stop: SIGINT/SIGTERM handlers already installed by the caller; by default installed here for the run.
+    """
     started = time.perf_counter()
     quiet_libraries()
-    resume_from = load_checkpoint(cfg.resume) if cfg.resume else None
-    if resume_from is not None:
-        _check_resumable(resume_from, cfg)
+    resume_from = None
+    if cfg.get("resume"):
+        resume_from = load_checkpoint(cfg.resume)
+        cfg = resumed_config(resume_from["config"], cfg, list(overrides))  # validated
+        check_stored_buffer(resume_from)
+        reached = resume_from["counters"]["step"]
+        if reached >= cfg.train.total_steps:
+            raise RunComplete(f"{cfg.resume}: the run is complete (step {reached:,} of train.total_steps="
+                              f"{cfg.train.total_steps:,}); raise train.total_steps to train further")
+    else:
+        cfg = validate(cfg)
+    if cfg.train.total_steps % cfg.env.num_envs:
+        raise ConfigError(f"train.total_steps={cfg.train.total_steps} is invalid: expected a multiple of env.num_envs="
+                          f"{cfg.env.num_envs} (every env takes the same number of steps)")
+    # Whatever the run leaves to clean up (its memory-mapped replay) is cleaned up at the end, exceptions included.
+    with (StopSignals() if stop is None else nullcontext(stop)) as stop, ExitStack() as cleanup:
+        return _train(cfg, run_dir, resume_from, stop=stop, cleanup=cleanup, started=started)
+
+
+def _train(
+    cfg: DictConfig, run_dir: Path, resume_from: dict[str, Any] | None, *, stop: StopSignals, cleanup: ExitStack, started: float
+) -> dict[str, Any]:
+    """The body of :func:`train`: build every piece, then the loop."""
+    if cfg.train.num_threads is not None:
+        torch.set_num_threads(cfg.train.num_threads)
     device = pick_device(cfg.train.device)
     precision = resolve_precision(cfg.train.precision, device)
     seed_everything(cfg.train.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    check_logger(cfg.logger)
 
     # ---- Build every piece from its config section; network sizes come from the env's specs.
     env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=cfg.train.seed)
@@ -105,9 +197,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     lr_scheduler = make_lr_scheduler(cfg.train, optimizer, total_updates=total_updates)
     target_updater = make_target_updater(cfg.train, loss_module)
     update = make_gradient_update(cfg.train, loss_module, optimizer, transition_keys=transition_keys(env), device=device)
-    replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma)
+    scratch = make_replay_scratch(cfg.buffer, run_dir)  # the run's own directory for memory-mapped replay, if any
+    if scratch is not None:
+        cleanup.callback(scratch.remove)
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma, scratch=scratch)
     beta_schedule = make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
-    logger = make_logger(cfg.logger, run_dir, run_name=run_dir.name, config=cfg)
     checkpoint_dir = run_dir / "checkpoints"
     pieces = {
         "q_network": q_network,
@@ -120,7 +214,20 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     counters, buffer_restored = Counters(), False
     if resume_from is not None:
         counters, buffer_restored = restore_checkpoint(resume_from, pieces=pieces, replay_buffer=replay)
+        if lr_scheduler is None:  # a constant rate: the optimizer's state brought the stored one, this run's applies
+            _set_lr(optimizer, cfg.train.lr)
+    # Only now, with every piece built and restored, does the run write into its directory: a rejected
+    # configuration or checkpoint leaves nothing behind, and a resumed run's files stay as they were.
+    if scratch is not None:
+        scratch.keep = cfg.buffer.keep_memmap_files  # (a rejected run's replay files go in any case)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    logger = make_logger(cfg.logger, run_dir, run_name=run_dir.name, config=cfg)
+    if resume_from is not None:
+        _inherit(Path(cfg.resume).parent / "best.pt", checkpoint_dir / "best.pt")  # the run's best so far
     wall_before = counters.wall_seconds  # a resumed run's clock continues from its checkpoint
+    _log.info("training %s for %s agent steps in %s%s", cfg.env.id, f"{cfg.train.total_steps:,}", run_dir,
+              f", resumed from {cfg.resume} at step {counters.step:,}" if resume_from is not None else "")
 
     def elapsed() -> float:
         """Wall seconds of training so far, earlier processes of a resumed run included."""
@@ -128,6 +235,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     # ---- Config values the loop reads, copied out once.
     total_steps = cfg.train.total_steps
+    num_envs = env.batch_size.numel()  # 1 for an unbatched env
     time_limit_s = None if cfg.train.time_limit_minutes is None else 60.0 * cfg.train.time_limit_minutes
     batch_size = cfg.train.batch_size
     updates_per_step = cfg.train.updates_per_step
@@ -135,8 +243,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     # Random prefill in whole collects (the collector rounds up); a restored buffer needs none.
     random_steps = 0 if buffer_restored else _round_up(cfg.train.init_random_steps, cfg.train.steps_per_collect)
     learning_starts = counters.step + random_steps
-    solved_return = cfg.env.solved_return
-    stop_on_solve = cfg.train.stop_on_solve and solved_return is not None
+    solved_when = _solved_when(cfg.env)
+    stop_on_solve = cfg.train.stop_on_solve and bool(solved_when)
     eval_interval = cfg.eval.interval_steps
     eval_epsilon = cfg.eval.epsilon
     checkpoint_interval = cfg.checkpoint.interval_steps
@@ -172,16 +280,18 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     last_eval: EvalResult | None = None
     block = None  # the latest learning phase's minibatches (for the Q-value diagnostic)
     evaluations = counters.evaluations  # every evaluation of the run, restored with the counters on resume
-    solved_at = _first_solved(evaluations, solved_return)
+    solved_at = _first_solved(evaluations, solved_when)
     window = MetricWindow(step=counters.step, updates=counters.updates)
     clock = StageClock()  # where the wall time goes: env, acting, replay, learner, eval, checkpoint (time/*)
     clock.time_module(policy, "acting")  # the collector calls the policy: time it through forward hooks
     progress = tqdm(total=total_steps, initial=counters.step, unit="step", dynamic_ncols=True, mininterval=1.0)
 
     collect_started, acting_before = time.perf_counter(), 0.0
-    for batch in collector:
+    for batch in collector:  # [num_envs, steps] or [steps]
         # The collector stepped the env and called the policy since the previous iteration ended.
         clock.add("env", time.perf_counter() - collect_started - (clock.seconds("acting") - acting_before))
+        if batch.numel() > total_steps - counters.step:  # the last collect overshoots: keep exactly the steps left
+            batch = batch[..., : (total_steps - counters.step) // num_envs]
 
         # ---- Store the transitions (the buffer keeps what the loss reads); count steps and finished episodes.
         with clock("replay"):
@@ -236,25 +346,30 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         out_of_time = time_limit_s is not None and elapsed() >= time_limit_s
         # (a run resumed after it was solved, with stop_on_solve, evaluates once more and stops)
         finishing = counters.step >= total_steps or out_of_time or (stop_on_solve and solved_at is not None)
-        if counters.step >= next_eval or finishing:
+        # SIGINT / SIGTERM: checkpoint and stop without evaluating (a run that reached its end finishes as usual)
+        interrupted = stop.received is not None and not finishing
+        if (counters.step >= next_eval or finishing) and not interrupted:
             with clock("eval"):
                 last_eval = evaluate_policy(eval_env, q_network, device=device, epsilon=eval_epsilon)
             evaluations.append({"step": counters.step, "return_mean": last_eval.return_mean, "return_std": last_eval.return_std,
                                 "length_mean": last_eval.length_mean, **last_eval.extra_means(), "wall_seconds": elapsed()})
             logger.log_metrics(last_eval.as_metrics(), step=counters.step)
+            _log.info("step %s: evaluation %.2f +- %.2f over %d episodes (%.1f wall minutes)", f"{counters.step:,}",
+                      last_eval.return_mean, last_eval.return_std, cfg.eval.episodes, elapsed() / 60)
             if last_eval.return_mean > counters.best_eval_return:
                 counters.best_eval_return = last_eval.return_mean
                 with clock("checkpoint"):
                     checkpoint("best.pt", with_buffer=False)
-            if solved_at is None and solved_return is not None and last_eval.return_mean >= solved_return:
-                solved_at = evaluations[-1]
+            if solved_at is None:
+                solved_at = _first_solved(evaluations[-1:], solved_when)
             next_eval = _next_multiple(counters.step, eval_interval)
             counters.wall_seconds = elapsed()
             _write_json(run_dir / "summary.json", _summary(cfg, run_dir, counters, last_eval, finished=False))
-        stopping = finishing or (stop_on_solve and solved_at is not None)
+        stopping = finishing or interrupted or (stop_on_solve and solved_at is not None)
         if counters.step >= next_checkpoint or stopping:
             with clock("checkpoint"):
-                checkpoint("last.pt", with_buffer=save_buffer)
+                path = checkpoint("last.pt", with_buffer=save_buffer)
+            _log.info("step %s: wrote %s%s", f"{counters.step:,}", path, " and its replay buffer" if save_buffer else "")
             next_checkpoint = _next_multiple(counters.step, checkpoint_interval)
         if counters.step >= next_log or stopping:
             steps_in_window = counters.step - window.start_step
@@ -276,7 +391,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 eval=f"{last_eval.return_mean:.1f}" if last_eval else "-",
             )
             next_log = _next_multiple(counters.step, log_interval)
-        progress.update(min(batch.numel(), total_steps - progress.n))  # the last collect may overshoot
+        progress.update(batch.numel())
         if stopping:
             break
         collect_started, acting_before = time.perf_counter(), clock.seconds("acting")
@@ -284,50 +399,68 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     progress.close()
     collector.shutdown()
     eval_env.close()
-    assert last_eval is not None
     counters.wall_seconds = elapsed()
-    summary = _summary(cfg, run_dir, counters, last_eval, finished=True)
+    summary = _summary(cfg, run_dir, counters, last_eval, finished=not interrupted, stopped_by=_stop_reason(
+        stop, interrupted=interrupted, complete=counters.step >= total_steps, out_of_time=out_of_time))
     _write_json(run_dir / "summary.json", summary)
+    _log.info("stopped by %s at step %s after %.1f wall seconds", summary["stopped_by"], f"{counters.step:,}", counters.wall_seconds)
+    _remove_if_empty(run_dir / "logs" / "csv" / "videos")  # TorchRL's CSV logger makes it; nothing writes videos yet
     logger.log_metrics({"summary/wall_seconds": summary["wall_seconds"]}, step=counters.step)
     return summary
 
 
-def _summary(cfg: DictConfig, run_dir: Path, counters: Counters, last_eval: EvalResult, *, finished: bool) -> dict[str, Any]:
+def _summary(
+    cfg: DictConfig, run_dir: Path, counters: Counters, last_eval: EvalResult | None, *, finished: bool, stopped_by: str | None = None
+) -> dict[str, Any]:
     """``summary.json``: the run's counters, its latest evaluation, when it first reached ``env.solved_return``,
-    and every evaluation (step, return, wall seconds since the run started, resumed runs included)."""
-    solved_return = cfg.env.solved_return
-    solved_at = _first_solved(counters.evaluations, solved_return)
+    and every evaluation (step, return, wall seconds since the run started, resumed runs included).
+
+    ``finished`` is false while the run is going (the file is rewritten after every evaluation) and after an
+    interruption; ``stopped_by`` says what ended it: ``total_steps``, ``solved``, ``time_limit``, ``SIGINT`` or
+    ``SIGTERM`` (``interrupted`` is true for the last two). Checkpoint paths are null until the file exists.
+    """
+    solved_at = _first_solved(counters.evaluations, _solved_when(cfg.env))
     checkpoint_dir = run_dir / "checkpoints"
     return {
         "env": cfg.env.id,
         "seed": cfg.train.seed,
-        "finished": finished,  # False while the run is going (summary.json is rewritten after every evaluation)
+        "finished": finished,
+        "stopped_by": stopped_by,
+        "interrupted": stopped_by in ("SIGINT", "SIGTERM"),
         "steps": counters.step,
+        "total_steps": cfg.train.total_steps,
         "updates": counters.updates,
         "episodes": counters.episodes,
-        "eval_return_mean": last_eval.return_mean,
-        "eval_return_std": last_eval.return_std,
+        "eval_return_mean": last_eval.return_mean if last_eval else None,
+        "eval_return_std": last_eval.return_std if last_eval else None,
         "eval_episodes": cfg.eval.episodes,
-        "eval_length_mean": last_eval.length_mean,
-        **{f"eval_{name}": value for name, value in last_eval.extra_means().items()},
-        "best_eval_return_mean": counters.best_eval_return,
-        "solved_return": solved_return,
+        "eval_length_mean": last_eval.length_mean if last_eval else None,
+        **({f"eval_{name}": value for name, value in last_eval.extra_means().items()} if last_eval else {}),
+        "best_eval_return_mean": counters.best_eval_return if math.isfinite(counters.best_eval_return) else None,
+        "solved_return": cfg.env.solved_return,
+        **({"solved_success_rate": cfg.env.solved_success_rate} if "solved_success_rate" in cfg.env else {}),
         "solved": solved_at is not None,
         "solved_at_step": solved_at["step"] if solved_at else None,
         "solved_at_seconds": solved_at["wall_seconds"] if solved_at else None,
         "wall_seconds": counters.wall_seconds,
         "resumed_from": cfg.resume,
         "run_dir": str(run_dir),
-        "checkpoints": {"best": str(checkpoint_dir / "best.pt"), "last": str(checkpoint_dir / "last.pt")},
+        "checkpoints": {name: str(path) if path.is_file() else None
+                        for name, path in (("best", checkpoint_dir / "best.pt"), ("last", checkpoint_dir / "last.pt"))},
         "evaluations": counters.evaluations,
     }
 
 
-def _first_solved(evaluations: list[dict[str, float]], solved_return: float | None) -> dict[str, float] | None:
-    """The first evaluation whose mean reached ``solved_return``, if any."""
-    if solved_return is None:
-        return None
-    return next((e for e in evaluations if e["return_mean"] >= solved_return), None)
+def _solved_when(env_cfg: DictConfig) -> dict[str, float]:
+    """What counts as solved: evaluation means and their thresholds (``env.solved_return``, and
+    ``env.solved_success_rate`` for tasks with a success flag); empty when the task sets none."""
+    thresholds = {"return_mean": env_cfg.solved_return, "success_rate": env_cfg.get("solved_success_rate")}
+    return {name: value for name, value in thresholds.items() if value is not None}
+
+
+def _first_solved(evaluations: list[dict[str, float]], solved_when: dict[str, float]) -> dict[str, float] | None:
+    """The first evaluation that reached any of the ``solved_when`` thresholds, if any."""
+    return next((e for e in evaluations if any(e.get(name, float("-inf")) >= value for name, value in solved_when.items())), None)
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -354,20 +487,75 @@ def _mean_q(q_network: QValueActor, block: TensorDictBase) -> float:
     return q_network(states).get("chosen_action_value").mean().item()
 
 
-def _check_resumable(payload: dict[str, Any], cfg: DictConfig) -> None:
-    """A resumed run is configured on the command line like the original one; its task and network must match."""
-    stored = payload["config"]
-    if stored["env"]["id"] != cfg.env.id:
-        raise CheckpointError(
-            f"{payload['path']}: trained on {stored['env']['id']}, but this run is configured for {cfg.env.id}; "
-            f"resume with the original overrides (env=...)"
-        )
-    if stored["model"] != OmegaConf.to_container(cfg.model):
-        raise CheckpointError(
-            f"{payload['path']}: trained with model {stored['model']}, but this run has {OmegaConf.to_container(cfg.model)}; "
-            f"resume with the original model overrides"
-        )
+def _stop_reason(stop: StopSignals, *, interrupted: bool, complete: bool, out_of_time: bool) -> str:
+    if interrupted:
+        return stop.received.name
+    return "total_steps" if complete else "time_limit" if out_of_time else "solved"
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Sets every parameter group's learning rate (a tensor, changed in place, so a compiled update keeps its graph)."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+def _inherit(source: Path, destination: Path) -> None:
+    """Copies a resumed run's ``best.pt`` into a new run directory, so the summary names a file that exists."""
+    if source.is_file() and not destination.exists():
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
+
+
+def _run_dir_of(checkpoint: Path) -> Path | None:
+    """The run directory of ``<run>/checkpoints/last.pt``: a run resumed from its latest state continues there.
+    None for any other checkpoint (``best.pt`` is older than ``last.pt``: continuing in place would overwrite the
+    later state and curve), which then gets a new run directory."""
+    parent = checkpoint.resolve().parent
+    return parent.parent if checkpoint.name == "last.pt" and parent.name == "checkpoints" and checkpoint.is_file() else None
+
+
+def _renamed_for_checkpoint(hydra_dir: Path, checkpoint: Path) -> Path:
+    """Hydra's default run directory (``<time>_<env>_seed<seed>``) renamed after the checkpoint's env and seed."""
+    try:
+        stored = load_checkpoint(checkpoint)["config"]
+    except CheckpointError:
+        return hydra_dir  # train() reports it
+    stamp = hydra_dir.name.split("_", 1)[0]
+    return hydra_dir.with_name(f"{stamp}_{stored['env']['name']}_seed{stored['train']['seed']}")
+
+
+def _move_log_files(old: Path, new: Path) -> None:
+    """Points Hydra's log file (``train.log``) at ``new`` (appending), away from the directory Hydra made."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == old.resolve():
+            handler.close()  # reopened on the next record, in append mode, at the new path
+            handler.baseFilename, handler.mode = str(new.resolve() / Path(handler.baseFilename).name), "a"
+
+
+def _remove_if_empty(directory: Path) -> None:
+    if directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+
+
+def _remove_if_unused(run_dir: Path, *, default_layout: bool) -> None:
+    """Removes what Hydra put into a run directory that the run never used (a rejected command's, or the one a
+    resumed run left for its own): ``.hydra/`` and ``train.log``, then the directory if it is left empty and did not
+    exist before the command, and, for Hydra's default layout, the ``outputs/<date>/`` directory above it if that is
+    left empty. Nothing else is deleted."""
+    if not run_dir.is_dir() or not {entry.name for entry in run_dir.iterdir()} <= {".hydra", "train.log"}:
+        return
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / "train.log").unlink(missing_ok=True)
+    if any(run_dir.iterdir()) or run_dir_existed(run_dir):
+        return
+    run_dir.rmdir()
+    if default_layout and not any(run_dir.parent.iterdir()):
+        run_dir.parent.rmdir()
 
 
 if __name__ == "__main__":
+    check_command_line("rlpipe.train", "config", sys.argv[1:], run_dir_key="hydra.run.dir")
     main()

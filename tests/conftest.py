@@ -46,19 +46,28 @@ class CliResult:
         return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
 
 
-def run_module(module: str, *args: str, timeout: float = 600) -> CliResult:
-    """Runs ``python -m <module> <args>`` from the repository root, as a user would."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", WANDB_SILENT="true")
+def run_module(module: str, *args: str, timeout: float = 600, cwd: Path = REPO, env: dict[str, str] | None = None) -> CliResult:
+    """Runs ``python -m <module> <args>`` (from the repository root unless ``cwd``), as a user would."""
     proc = subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=REPO,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
-        env=env,
+        env=_cli_env(env),
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def start_module(module: str, *args: str, cwd: Path = REPO) -> subprocess.Popen:
+    """Starts ``python -m <module> <args>`` in the background (output in ``.stdout``/``.stderr`` pipes)."""
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env(None))
+
+
+def _cli_env(extra: dict[str, str] | None) -> dict[str, str]:
+    return dict(os.environ, PYTHONUNBUFFERED="1", WANDB_SILENT="true", **(extra or {}))
 
 
 @pytest.fixture

@@ -46,8 +46,8 @@ def test_train_writes_the_run_directory(cartpole_run):
     for metric in ("train/loss", "train/q_mean", "train/epsilon", "train/lr", "episode/reward", "episode/length",
                    "buffer/size", "buffer/beta", "buffer/priority_max", "buffer/weight_min", "eval/return_mean",
                    "eval/return_std", "time/steps_per_s", "time/updates_per_s"):
-        rows = (scalars / f"{metric}.csv").read_text().splitlines()
-        assert rows, metric
+        header, *rows = (scalars / f"{metric}.csv").read_text().splitlines()
+        assert header == "step,value" and rows, metric
         step, value = rows[-1].split(",")
         assert int(step) > 0 and value != "nan", metric
 
@@ -114,7 +114,7 @@ def test_breakout_smoke_and_resume_with_the_frame_buffer(tmp_path):
     for metric in ("episode/score", "episode/reward", "train/temperature", "buffer/priority_max", "train/loss"):
         assert (scalars / f"{metric}.csv").read_text().strip(), metric
     # the time budget of the loop: every stage is timed, and the fractions account for the wall time
-    last_window = {path.name.removesuffix("_fraction.csv"): dict(line.split(",") for line in path.read_text().split())
+    last_window = {path.name.removesuffix("_fraction.csv"): dict(line.split(",") for line in path.read_text().split()[1:])
                    for path in (scalars / "time").glob("*_fraction.csv")}
     step = str(summary["steps"])  # the final log: its window holds an evaluation and a checkpoint too
     fractions = {stage: float(rows[step]) for stage, rows in last_window.items() if step in rows}
@@ -162,6 +162,7 @@ def test_multirun_sweeps_seeds(tmp_path):
     "args,message",
     [
         (["env=atari5000"], "Could not find 'env/atari5000'"),
+        (["train.lr=[1,"], "rlpipe.train: cannot parse the override 'train.lr=[1,': "),
         (["exploration=boltzmann"], "Could not find 'exploration/boltzmann'"),
         (["train.lr=-0.1"], "invalid configuration: train.lr=-0.1 is invalid: expected a number > 0"),
         (["train.batch_size=0"], "invalid configuration: train.batch_size=0 is invalid: expected a number >= 1"),
@@ -174,11 +175,18 @@ def test_multirun_sweeps_seeds(tmp_path):
     ],
 )
 def test_bad_input_fails_fast_without_traceback(args, message, tmp_path):
-    result = run_module("rlpipe.train", *args, f"hydra.run.dir={tmp_path}", timeout=120)
+    result = run_module("rlpipe.train", *args, f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
     assert result.returncode != 0
     assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "checkpoints").exists()  # no work started
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "run").exists()  # a rejected command leaves no run directory behind
+
+
+def test_an_uncreatable_run_directory_is_one_line():
+    result = run_module("rlpipe.train", "hydra.run.dir=/proc/rlpipe-run", timeout=120)
+    assert result.returncode != 0
+    assert "rlpipe.train: hydra.run.dir=/proc/rlpipe-run: cannot create the run directory" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_foreign_and_truncated_checkpoints_fail_cleanly(cartpole_run, tmp_path):
@@ -196,9 +204,10 @@ def test_foreign_and_truncated_checkpoints_fail_cleanly(cartpole_run, tmp_path):
 
 def test_resume_with_another_env_is_refused(cartpole_run, tmp_path):
     result = run_module("rlpipe.train", "env=lunarlander", f"resume={cartpole_run / 'checkpoints' / 'last.pt'}",
-                        f"hydra.run.dir={tmp_path}", timeout=120)
+                        f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
     assert result.returncode != 0
-    assert "trained on CartPole-v1, but this run is configured for LunarLander-v3" in result.stderr
+    assert "cannot change env.id='LunarLander-v3' (the checkpoint has 'CartPole-v1'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import torch
 from omegaconf import DictConfig
+from torchrl.data import Categorical
 from torchrl.envs import Compose, DoubleToFloat, GymEnv, GymWrapper, RewardSum, StepCounter, TransformedEnv
 
 from rlpipe.config import ConfigError
@@ -30,6 +31,12 @@ def make_classic_env(env_cfg: DictConfig, *, num_envs: int, seed: int | None, de
             base = GymWrapper(vector_env, categorical_action_encoding=True, device=device)
     except gym.error.Error as err:
         raise ConfigError(f"env.id={env_cfg.id!r} is invalid: {err}") from None
+    action_spec = base.full_action_spec_unbatched["action"]
+    if type(action_spec) is not Categorical:  # continuous (Bounded) or multi-discrete actions
+        base.close()
+        kind = "continuous" if action_spec.dtype.is_floating_point else type(action_spec).__name__
+        raise ConfigError(f"env.id={env_cfg.id!r} has {kind} actions: DQN needs one discrete action "
+                          f"(a gymnasium Discrete space), e.g. CartPole-v1, Acrobot-v1, LunarLander-v3")
 
     transforms = [StepCounter(), RewardSum()]
     if base.observation_spec["observation"].dtype == torch.float64:
