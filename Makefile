@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/atari_step_cost.py --rounds 5
 	$(PY) benchmarks/doorkey.py
 	$(PY) benchmarks/reliability.py --trials 20
+	$(PY) benchmarks/recording.py --episodes 5
 
 # The Breakout learning runs (README, "Breakout: learning on 2 CPU cores"): an hour each, one after the other, then
 # the curves. Several hours: run it in the background (nohup make bench-breakout &); each run is resumable.

@@ -171,7 +171,7 @@ def check_command_line(prog: str, config_name: str, argv: list[str], *, run_dir_
         raise SystemExit(f"{prog}: {prefix}{' '.join(lines)}") from None
     if run_dir is not None:
         try:
-            _try_to_create(run_dir)
+            check_creatable(run_dir)
         except OSError as err:
             raise SystemExit(f"{prog}: {run_dir_key}={named[-1]}: cannot create the run directory ({err.strerror})") from None
 
@@ -198,7 +198,7 @@ def _first_unparsable(overrides: list[str]) -> str | None:
     return None
 
 
-def _try_to_create(directory: Path) -> None:
+def check_creatable(directory: Path) -> None:
     """Raises ``OSError`` if ``directory`` cannot be created; leaves nothing behind (what it made, it removes)."""
     missing = [d for d in (directory, *directory.parents) if not d.exists()]  # (OSError if a parent is unreadable)
     made = []

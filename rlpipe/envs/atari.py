@@ -57,6 +57,7 @@ from rlpipe.config import ConfigError
 from rlpipe.keys import END_OF_LIFE_KEY, EPISODE_SCORE_KEY, OBSERVATION_KEY
 
 gym.register_envs(ale_py)
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr for every game made: errors only
 
 NOOP, FIRE = 0, 1
 
@@ -80,7 +81,7 @@ class NoopFireReset(Transform):
         self._lives = 0
 
     def _lives_left(self) -> int:
-        return self.parent.base_env._env.unwrapped.ale.lives()
+        return lives(self.parent)
 
     def _act(self, tensordict: TensorDictBase, action: int) -> TensorDictBase:
         tensordict = tensordict.clone(False).set("action", torch.tensor(action))
@@ -163,6 +164,35 @@ class RewardShaping(Transform):
         if self.clip_to_sign:
             reward = reward.sign()
         return next_tensordict.set("reward", reward)
+
+
+def _game(env: EnvBase) -> gym.Env:
+    """The ALE game inside one preprocessed Atari env (TorchRL's ``GymEnv`` keeps it as ``_env``): the one place
+    that reaches into the wrapper; recording and the transforms read the game through the functions below."""
+    return env.base_env._env.unwrapped
+
+
+def lives(env: EnvBase) -> int:
+    """Lives left in the game of one (unbatched) Atari env."""
+    return _game(env).ale.lives()
+
+
+def action_names(env: EnvBase) -> list[str]:
+    """The game's name of each action index, e.g. ``["NOOP", "FIRE", "RIGHT", "LEFT"]`` for Breakout."""
+    return list(_game(env).get_action_meanings())
+
+
+def protocol(env_cfg: DictConfig) -> dict[str, object]:
+    """How the game is played and observed, as recordings and results state it."""
+    return {
+        "env_id": env_cfg.id,
+        "frame_skip": env_cfg.frame_skip,
+        "repeat_action_probability": env_cfg.repeat_action_probability,
+        "noop_max": env_cfg.noop_max,
+        "fire_on_reset_and_life_loss": "FIRE pressed by the environment after reset and after a lost life, within the agent step (games with FIRE)",
+        "frame": f"grayscale {env_cfg.screen_size}x{env_cfg.screen_size}, anti-aliased resize of the 210x160 RGB screen",
+        "frame_stack": env_cfg.frame_stack,
+    }
 
 
 def make_atari_env(env_cfg: DictConfig, *, num_envs: int, seed: int | None, device: torch.device | str) -> EnvBase:
