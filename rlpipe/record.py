@@ -3,6 +3,8 @@
     python -m rlpipe.record dataset checkpoint=outputs/<run>/checkpoints/best.pt episodes=100
     python -m rlpipe.record dataset agent=random env_id=ALE/Pong-v5 episodes=20 output_dir=data/pong_random
     python -m rlpipe.record dataset agent=random episodes=3 dry_run=true      # plays, writes nothing
+    python -m rlpipe.record video checkpoint=outputs/<run>/checkpoints/best.pt  # data/videos/trained_agent_1.mp4
+    python -m rlpipe.record bulk checkpoint=PATH total_videos=20 percent_random=30 output_dir=bulk_videos
 
 writes, under ``output_dir`` (default ``data/``)::
 
@@ -24,6 +26,7 @@ import json
 import random
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,13 +45,15 @@ from rlpipe.agent import Agent
 from rlpipe.checkpoint import CheckpointError
 from rlpipe.config import ConfigError
 from rlpipe.envs import make_env
-from rlpipe.envs.atari import action_names, lives, protocol
+from rlpipe.envs.atari import action_names, lives, protocol, screen_rgb
 from rlpipe.keys import EPISODE_SCORE_KEY, OBSERVATION_KEY
 from rlpipe.runtime import CONF_DIR, check_command_line, check_creatable, quiet_libraries, seed_everything
 
 FORMAT = "rlpipe-gameplay"
 VERSION = 1
-MODES = ("dataset",)
+MODES = ("dataset", "video", "bulk")
+VIDEO_FPS = 30  # one video frame per agent step (4 emulator frames): 30 fps plays at twice the game's 60 Hz
+TEXT_AREA_PX = 30  # below the 160x210 screen: 160x240, a multiple of 16 as H.264 wants
 EPISODES_DIR = Path("raw_gameplay") / "episodes"
 ACTIONS_FILE = Path("actions") / "actions.json"
 
@@ -131,6 +136,59 @@ def _play_episode(env: EnvBase, policy: Policy, names: list[str], *, frames_dir:
             "lives": lives_left}
 
 
+def record_video(env: EnvBase, policy: Policy, *, path: Path, max_steps: int, frames_dir: Path | None = None) -> dict[str, Any]:
+    """Plays one episode and writes it as an MP4 (H.264, 30 fps): per agent step the game's colour screen at its
+    native 160x210 (the frame on which the action was chosen) above a text area with the step number, the action's
+    name and the game score before it. Written to a temporary name and renamed when complete.
+
+    With ``frames_dir``, every step's colour screen (without the text area) is also written there as
+    ``0.png``, ``1.png``, ... (the directory, too, appears only when complete).
+
+    Returns:
+        The episode's length (video frames), game score and action names.
+    """
+    import imageio.v2 as imageio  # imageio-ffmpeg's own ffmpeg binary writes the MP4
+
+    names = action_names(env)
+    temporary = path.with_name(path.stem + ".tmp.mp4")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames_tmp = None if frames_dir is None else frames_dir.with_name(frames_dir.name + ".tmp")
+    if frames_tmp is not None:
+        shutil.rmtree(frames_tmp, ignore_errors=True)
+        frames_tmp.mkdir(parents=True)
+    td = env.reset()
+    score, taken = 0.0, []
+    with imageio.get_writer(temporary, fps=VIDEO_FPS, codec="libx264", macro_block_size=16, ffmpeg_log_level="error") as writer:
+        for t in range(max_steps):
+            action = int(policy(td.get(OBSERVATION_KEY)))
+            screen = screen_rgb(env)
+            writer.append_data(_annotated(screen, f"step {t:5d}  {names[action]:<9s} score {score:g}"))
+            if frames_tmp is not None:
+                Image.fromarray(screen).save(frames_tmp / f"{t}.png")
+            td.set("action", torch.tensor(action))
+            td = env.step(td)
+            score = float(td.get(("next", EPISODE_SCORE_KEY)))
+            taken.append(names[action])
+            done = bool(td.get(("next", "done")))
+            td = step_mdp(td)
+            if done:
+                break
+    temporary.rename(path)
+    if frames_tmp is not None:
+        frames_tmp.rename(frames_dir)
+    return {"path": str(path), "frames": len(taken), "score": score, "truncated": not done, "actions": taken}
+
+
+def _annotated(screen: np.ndarray, text: str) -> np.ndarray:
+    """``screen [210, 160, 3]`` above a black text area holding ``text``: ``[240, 160, 3]`` uint8."""
+    from PIL import ImageDraw
+
+    canvas = Image.new("RGB", (screen.shape[1], screen.shape[0] + TEXT_AREA_PX))
+    canvas.paste(Image.fromarray(screen), (0, 0))
+    ImageDraw.Draw(canvas).text((3, screen.shape[0] + 9), text, fill=(255, 255, 255))
+    return np.asarray(canvas)
+
+
 def _episode_name(index: int) -> str:
     return f"episode_{index + 1:03d}"
 
@@ -182,14 +240,24 @@ def main(cfg: DictConfig) -> None:
     quiet_libraries()
     try:
         _check(cfg)
+        if cfg.mode == "bulk":  # bulk mixes both agents: the checkpoint's (when given) and a random one
+            cfg.agent = "trained" if cfg.checkpoint is not None else "random"
         output_dir = None if cfg.dry_run else Path(cfg.output_dir)
-        if output_dir is not None:
+        if output_dir is not None and cfg.mode == "dataset":
             _check_output_dir(output_dir)
+        if output_dir is not None and cfg.mode in ("video", "bulk"):
+            try:
+                check_creatable(output_dir / "videos")
+            except OSError as err:
+                raise ConfigError(f"output_dir={output_dir} cannot be written ({err.strerror})") from None
         env_cfg, policy, source = make_recording_source(cfg)
         seed_everything(cfg.seed)
         env = make_env(env_cfg, num_envs=1, seed=cfg.seed)
     except (CheckpointError, ConfigError) as err:
         raise SystemExit(f"rlpipe.record: {err}") from None
+    if cfg.mode in ("video", "bulk"):
+        _videos(cfg, env, policy)
+        return
     started = time.perf_counter()
     try:
         recording = record_dataset(
@@ -213,6 +281,40 @@ def main(cfg: DictConfig) -> None:
                       "validation": recording["split"]["validation"]}))
 
 
+def _videos(cfg: DictConfig, env: EnvBase, policy: Policy) -> None:
+    """``rlpipe.record video``: ``episodes`` MP4 files, ``<output_dir>/videos/<agent>_agent_<n>.mp4``.
+    ``rlpipe.record bulk``: ``total_videos`` of them in ``output_dir``, ``percent_random`` % by a random agent
+    (``bulk_random_agent_<n>.mp4``) and the rest by the checkpoint's (``bulk_trained_agent_<n>.mp4``), each with a
+    folder of the same name holding every frame (``0.png``, ...)."""
+    jobs = [(cfg.agent, n, Path(cfg.output_dir) / "videos" / f"{cfg.agent}_agent_{n}.mp4") for n in range(1, cfg.episodes + 1)]
+    policies = {cfg.agent: policy}
+    if cfg.mode == "bulk":
+        n_random = round(cfg.total_videos * cfg.percent_random / 100)
+        jobs = [("random", n, Path(cfg.output_dir) / f"bulk_random_agent_{n}.mp4") for n in range(1, n_random + 1)]
+        jobs += [("trained", n, Path(cfg.output_dir) / f"bulk_trained_agent_{n}.mp4") for n in range(1, cfg.total_videos - n_random + 1)]
+        rng = np.random.default_rng(cfg.seed)
+        n_actions = env.full_action_spec_unbatched["action"].space.n
+        policies["random"] = lambda observation: int(rng.integers(n_actions))
+    started, results = time.perf_counter(), []
+    try:
+        for agent, n, path in jobs:
+            if cfg.dry_run:
+                path = Path(tempfile.mkdtemp(prefix="rlpipe-dry-run-")) / path.name
+            frames_dir = path.with_suffix("") if cfg.mode == "bulk" else None
+            result = record_video(env, policies[agent], path=path, max_steps=cfg.max_steps_per_episode, frames_dir=frames_dir)
+            if cfg.dry_run:
+                shutil.rmtree(path.parent)
+                result["path"] = None
+            results.append({key: result[key] for key in ("path", "frames", "score", "truncated")})
+    except OSError as err:
+        raise SystemExit(f"rlpipe.record: cannot write the video under {cfg.output_dir}: {err.strerror}") from None
+    finally:
+        env.close()
+    seconds = time.perf_counter() - started
+    frames = sum(r["frames"] for r in results)
+    print(json.dumps({"videos": results, "seconds": round(seconds, 2), "frames_per_second": round(frames / seconds, 1)}))
+
+
 def _check(cfg: DictConfig) -> None:
     if cfg.agent not in ("trained", "random"):
         raise ConfigError(f"agent={cfg.agent!r} is invalid: expected one of trained, random")
@@ -220,6 +322,13 @@ def _check(cfg: DictConfig) -> None:
         raise ConfigError(f"episodes={cfg.episodes} is invalid: expected a number >= 1")
     if not 0.0 <= cfg.validation_fraction < 1.0:
         raise ConfigError(f"validation_fraction={cfg.validation_fraction} is invalid: expected a number in [0, 1)")
+    if cfg.mode == "bulk" and (cfg.total_videos < 1 or not 0 <= cfg.percent_random <= 100):
+        raise ConfigError(f"total_videos={cfg.total_videos}, percent_random={cfg.percent_random} are invalid: "
+                          f"expected total_videos >= 1 and percent_random in [0, 100]")
+    if cfg.mode == "bulk" and cfg.percent_random < 100 and cfg.checkpoint is None:
+        raise ConfigError("bulk mode with trained-agent videos (percent_random < 100) needs checkpoint=PATH")
+    if cfg.max_steps_per_episode < 1:
+        raise ConfigError(f"max_steps_per_episode={cfg.max_steps_per_episode} is invalid: expected a number >= 1")
     if not 0.0 <= cfg.epsilon <= 1.0:
         raise ConfigError(f"epsilon={cfg.epsilon} is invalid: expected a number in [0, 1]")
 

@@ -108,7 +108,8 @@ def test_cli_records_a_random_agent_and_refuses_to_mix_recordings(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["dataset", "checkpoint=/no/such.pt"], "/no/such.pt: no such checkpoint file"),
     (["dataset"], "agent=trained needs checkpoint=PATH (or agent=random)"),
-    (["video"], "unknown mode 'video': expected one of dataset"),
+    (["film"], "unknown mode 'film': expected one of dataset, video, bulk"),
+    (["bulk", "percent_random=50"], "bulk mode with trained-agent videos (percent_random < 100) needs checkpoint=PATH"),
     (["dataset", "agent=random", "output_dir=/proc/rlpipe-data"], "output_dir=/proc/rlpipe-data cannot be written"),
 ])
 def test_bad_input_is_one_line(args, message):
@@ -134,3 +135,60 @@ def test_cli_records_a_trained_agent_from_its_checkpoint(tmp_path):
     meta = json.loads((tmp_path / "data" / ACTIONS_FILE).read_text())
     assert (meta["agent"], meta["checkpoint"], meta["epsilon"]) == ("trained", str(checkpoint), 0.05)
     assert meta["episodes"][0]["length"] == 25 and meta["protocol"]["env_id"] == "ALE/Breakout-v5"
+
+
+def test_video_has_one_annotated_native_frame_per_agent_step(tmp_path):
+    import imageio.v2 as imageio
+
+    from rlpipe.record import TEXT_AREA_PX, VIDEO_FPS, record_video
+
+    from rlpipe.envs.atari import screen_rgb
+
+    env = make_env(compose_config(["env=breakout"]).env, num_envs=1, seed=0)
+    rng, screens = np.random.default_rng(0), []
+
+    def policy(observation):  # also keeps the colour screen on which each action is chosen
+        screens.append(screen_rgb(env).astype(int))
+        return int(rng.integers(4))
+
+    result = record_video(env, policy, path=tmp_path / "game.mp4", max_steps=40)
+    env.close()
+    assert result["frames"] == 40 and not list(tmp_path.glob("*.tmp.mp4"))
+    reader = imageio.get_reader(tmp_path / "game.mp4")
+    frames = [frame for frame in reader]
+    assert reader.get_meta_data()["fps"] == VIDEO_FPS
+    reader.close()
+    assert len(frames) == 40 and frames[0].shape == (210 + TEXT_AREA_PX, 160, 3)
+    text_areas = [frame[210:].astype(int) for frame in frames]
+    assert all(area.max() > 100 for area in text_areas)  # the overlay writes white text on black
+    assert any(np.abs(text_areas[0] - area).sum() > 0 for area in text_areas[1:])  # and changes with the step
+    errors = [np.abs(frame[:210].astype(int) - screen).mean() for frame, screen in zip(frames, screens)]
+    assert max(errors) < 6, errors  # video frame t is the screen of step t (H.264 is lossy: a small mean error)
+
+
+def test_cli_writes_a_random_agent_video(tmp_path):
+    result = run_module("rlpipe.record", "video", "agent=random", "episodes=1", "max_steps_per_episode=20",
+                        f"output_dir={tmp_path}", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (line,) = result.json_lines()
+    assert line["videos"][0]["frames"] == 20 and (tmp_path / "videos" / "random_agent_1.mp4").stat().st_size > 0
+
+
+def test_bulk_mode_writes_random_and_trained_videos_with_their_frames(tmp_path):
+    from rlpipe.checkpoint import Counters, save_checkpoint
+    from rlpipe.models import make_q_network
+
+    cfg = compose_config(["env=breakout"])
+    env = make_env(cfg.env, num_envs=1)
+    checkpoint = tmp_path / "best.pt"
+    save_checkpoint(checkpoint, config=cfg, counters=Counters(), pieces={"q_network": make_q_network(cfg.model, env, torch.device("cpu"))})
+    env.close()
+    out = tmp_path / "bulk_videos"
+    result = run_module("rlpipe.record", "bulk", f"checkpoint={checkpoint}", "total_videos=3", "percent_random=34",
+                        "max_steps_per_episode=12", f"output_dir={out}", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["bulk_random_agent_1.mp4", "bulk_trained_agent_1.mp4", "bulk_trained_agent_2.mp4"]
+    for video in out.glob("*.mp4"):
+        frames = sorted(video.with_suffix("").glob("*.png"), key=lambda p: int(p.stem))
+        assert [p.name for p in frames] == [f"{t}.png" for t in range(12)]
+        assert np.asarray(Image.open(frames[0])).shape == (210, 160, 3)  # the native colour screen

@@ -28,6 +28,7 @@ import functools
 
 import ale_py
 import gymnasium as gym
+import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
@@ -175,6 +176,11 @@ def _game(env: EnvBase) -> gym.Env:
 def lives(env: EnvBase) -> int:
     """Lives left in the game of one (unbatched) Atari env."""
     return _game(env).ale.lives()
+
+
+def screen_rgb(env: EnvBase) -> np.ndarray:
+    """The game's current colour screen, ``[210, 160, 3]`` uint8: the raw frame behind the latest observation."""
+    return _game(env).ale.getScreenRGB()
 
 
 def action_names(env: EnvBase) -> list[str]:
