@@ -23,8 +23,8 @@ from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.modules import QValueActor
 
-from rlpipe.checkpoint import load_checkpoint
-from rlpipe.config import validate
+from rlpipe.checkpoint import CheckpointError, load_checkpoint
+from rlpipe.config import ConfigError, validate
 from rlpipe.envs import make_env
 from rlpipe.keys import ACTION_MASK_KEY, OBSERVATION_KEY
 from rlpipe.models import make_q_network
@@ -49,13 +49,18 @@ class Agent:
         self.reads_mask = ACTION_MASK_KEY in q_network.in_keys
         self.device = device
         self.env_cfg: DictConfig | None = None  # set by load(): the task's env section, for make_env()
+        self.checkpoint_step: int | None = None  # set by load(): the agent steps the checkpoint was trained for
 
     @classmethod
     def load(cls, checkpoint: str | Path, *, device: str | torch.device = "cpu") -> Agent:
         """The agent saved in ``checkpoint`` (``best.pt`` or ``last.pt`` of a run); raises ``CheckpointError``
-        (one line, naming the file) when it is missing, truncated or foreign."""
+        (one line, naming the file) when it is missing, truncated, foreign, or its network does not load. The one
+        way a checkpoint becomes a policy: ``rlpipe.evaluate`` and ``rlpipe.record`` load through it."""
         payload = load_checkpoint(checkpoint)
-        cfg = validate(OmegaConf.create(payload["config"]))
+        try:
+            cfg = validate(OmegaConf.create(payload["config"]))
+        except ConfigError as err:
+            raise CheckpointError(f"{checkpoint}: stored configuration is invalid: {err}") from None
         device = torch.device(device)
         env = make_env(cfg.env)  # read for its specs only
         try:
@@ -64,9 +69,13 @@ class Agent:
             n_actions = env.full_action_spec_unbatched["action"].space.n
         finally:
             env.close()
-        q_network.load_state_dict(payload["q_network"])
+        try:
+            q_network.load_state_dict(payload["q_network"])
+        except (RuntimeError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{checkpoint}: cannot load q_network: {str(err).splitlines()[0][:160]}") from None
         agent = cls(q_network, observation_shape=observation_shape, n_actions=n_actions, device=device)
         agent.env_cfg = cfg.env
+        agent.checkpoint_step = payload["counters"]["step"]
         return agent
 
     def make_env(self, *, num_envs: int = 1, seed: int | None = None) -> EnvBase:

@@ -19,11 +19,11 @@ from tensordict.nn import TensorDictModuleBase
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from rlpipe.checkpoint import CheckpointError, load_checkpoint
-from rlpipe.config import ConfigError, validate
-from rlpipe.envs import episode_stats, make_env, score_key
+from rlpipe.agent import Agent
+from rlpipe.checkpoint import CheckpointError
+from rlpipe.config import ConfigError
+from rlpipe.envs import episode_stats, score_key
 from rlpipe.keys import EPISODE_LENGTH_KEY
-from rlpipe.models import make_q_network
 from rlpipe.runtime import check_command_line, pick_device, quiet_libraries, seed_everything
 
 
@@ -119,32 +119,23 @@ def main(cfg: DictConfig) -> None:
     if not 0.0 <= cfg.eval.epsilon <= 1.0:
         raise SystemExit(f"rlpipe.evaluate: invalid configuration: eval.epsilon={cfg.eval.epsilon} is invalid: expected a number in [0.0, 1.0]")
     try:
-        payload = load_checkpoint(cfg.checkpoint)
-        run_cfg = validate(OmegaConf.create(payload["config"]))
-    except CheckpointError as err:
-        raise SystemExit(f"rlpipe.evaluate: {err}") from None
-    except ConfigError as err:
-        raise SystemExit(f"rlpipe.evaluate: {cfg.checkpoint}: stored configuration is invalid: {err}") from None
-
-    try:
         device = pick_device(cfg.device, key="device")
     except ConfigError as err:
         raise SystemExit(f"rlpipe.evaluate: invalid configuration: {err}") from None
-    seed_everything(cfg.eval.seed)
-    env = make_env(run_cfg.env, num_envs=cfg.eval.episodes, seed=cfg.eval.seed)
-    q_network = make_q_network(run_cfg.model, env, device)
     try:
-        q_network.load_state_dict(payload["q_network"])
-    except (RuntimeError, KeyError, TypeError) as err:
-        raise SystemExit(f"rlpipe.evaluate: {cfg.checkpoint}: cannot load q_network: {str(err).splitlines()[0][:160]}") from None
-    result = evaluate_policy(env, q_network, device=device, epsilon=cfg.eval.epsilon)
+        agent = Agent.load(cfg.checkpoint, device=device)  # the one way a checkpoint becomes a policy (as recording)
+    except CheckpointError as err:
+        raise SystemExit(f"rlpipe.evaluate: {err}") from None
+    seed_everything(cfg.eval.seed)
+    env = agent.make_env(num_envs=cfg.eval.episodes, seed=cfg.eval.seed)
+    result = evaluate_policy(env, agent.q_network, device=device, epsilon=cfg.eval.epsilon)
     env.close()
     print(
         json.dumps(
             {
                 "checkpoint": str(cfg.checkpoint),
-                "env": run_cfg.env.id,
-                "step": payload["counters"]["step"],
+                "env": agent.env_cfg.id,
+                "step": agent.checkpoint_step,
                 "episodes": cfg.eval.episodes,
                 "epsilon": cfg.eval.epsilon,
                 "return_mean": result.return_mean,
