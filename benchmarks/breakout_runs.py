@@ -77,19 +77,20 @@ STAGES = ("env", "acting", "replay", "learner", "eval", "checkpoint", "other")
 
 def time_budget(run_dir: Path) -> dict[str, dict[str, float]]:
     """Where the run's wall time went, from its ``time/<stage>_ms_per_step`` logs: seconds, share of the total, and
-    milliseconds per agent step of each stage over the whole run."""
-    seconds: dict[str, float] = {}
-    total_steps = 0
-    for stage in STAGES:
-        rows = read_scalar(run_dir, f"time/{stage}_ms_per_step")
-        previous, spent = 0.0, 0.0
-        for step, ms_per_step in rows:
-            spent += ms_per_step * (step - previous) / 1e3
-            previous = step
-        seconds[stage] = spent
-        total_steps = max(total_steps, int(previous))
+    milliseconds per agent step of each stage over the whole run.
+
+    A stage logs a row only for the windows in which it ran (evaluations and checkpoints every 50,000 steps, the
+    others every log window), so each row covers the window since the previous log of *any* stage."""
+    rows = {stage: dict(read_scalar(run_dir, f"time/{stage}_ms_per_step")) for stage in STAGES}
+    boundaries = sorted({step for stage_rows in rows.values() for step in stage_rows})
+    seconds = {stage: 0.0 for stage in STAGES}
+    previous = 0
+    for step in boundaries:
+        for stage in STAGES:
+            seconds[stage] += rows[stage].get(step, 0.0) * (step - previous) / 1e3
+        previous = step
     total = sum(seconds.values()) or 1.0
-    return {stage: {"seconds": spent, "fraction": spent / total, "ms_per_step": 1e3 * spent / max(total_steps, 1)}
+    return {stage: {"seconds": spent, "fraction": spent / total, "ms_per_step": 1e3 * spent / max(previous, 1)}
             for stage, spent in seconds.items()}
 
 

@@ -22,6 +22,7 @@ recording back as fixed-length sequences.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import shutil
@@ -47,7 +48,7 @@ from rlpipe.config import ConfigError
 from rlpipe.envs import make_env
 from rlpipe.envs.atari import action_names, lives, protocol, screen_rgb
 from rlpipe.keys import EPISODE_SCORE_KEY, OBSERVATION_KEY
-from rlpipe.runtime import CONF_DIR, check_command_line, check_creatable, quiet_libraries, seed_everything
+from rlpipe.runtime import CONF_DIR, check_command_line, check_creatable, quiet_libraries, seed_everything, write_json
 
 FORMAT = "rlpipe-gameplay"
 VERSION = 1
@@ -102,25 +103,38 @@ def record_dataset(
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
             temporary.mkdir(parents=True)
-        entry = _play_episode(env, policy, names, frames_dir=temporary, max_steps=max_steps_per_episode)
+        entry = _play_episode(env, policy, names, max_steps=max_steps_per_episode,
+                              on_step=_nothing if temporary is None else functools.partial(_save_frame, temporary))
         entry = {"name": name, "split": "validation" if index in validation else "train", **entry}
         recording["episodes"].append(entry)
         if output_dir is not None:
             temporary.rename(output_dir / EPISODES_DIR / name)  # complete: now it has its final name
-            _write_json(output_dir / ACTIONS_FILE, recording)
+            write_json(output_dir / ACTIONS_FILE, recording)
     return recording
 
 
-def _play_episode(env: EnvBase, policy: Policy, names: list[str], *, frames_dir: Path | None, max_steps: int) -> dict[str, Any]:
-    """One episode: frame ``t`` (the newest of observation ``t``'s stack), action ``t``, and what it earned."""
+def _save_frame(directory: Path, t: int, observation: torch.Tensor, action: int, score: float) -> None:
+    """Frame ``t`` of a dataset: the newest frame of the stack the action was chosen on."""
+    Image.fromarray(observation[-1].numpy()).save(directory / f"frame_{t:05d}.png")
+
+
+def _nothing(*args: object) -> None:
+    """A dry run writes no frame."""
+
+
+def _play_episode(
+    env: EnvBase, policy: Policy, names: list[str], *, max_steps: int, on_step: Callable[[int, torch.Tensor, int, float], None]
+) -> dict[str, Any]:
+    """One episode, the loop that datasets and videos share. Before each step, ``on_step(t, observation, action,
+    score)`` sees the observation ``[N, H, W]`` on which action ``t`` was chosen (the game is still at that frame)
+    and the game score so far; returns the actions, the unshaped game reward each earned and the lives after it."""
     td = env.reset()
     actions, rewards, lives_left = [], [], []
-    score = 0.0
+    score, done = 0.0, False
     for t in range(max_steps):
         observation = td.get(OBSERVATION_KEY)  # [N, H, W] uint8
-        if frames_dir is not None:
-            Image.fromarray(observation[-1].numpy()).save(frames_dir / f"frame_{t:05d}.png")
         action = int(policy(observation))
+        on_step(t, observation, action, score)
         td.set("action", torch.tensor(action))
         td = env.step(td)
         new_score = float(td.get(("next", EPISODE_SCORE_KEY)))  # the unshaped game score so far
@@ -156,27 +170,20 @@ def record_video(env: EnvBase, policy: Policy, *, path: Path, max_steps: int, fr
     if frames_tmp is not None:
         shutil.rmtree(frames_tmp, ignore_errors=True)
         frames_tmp.mkdir(parents=True)
-    td = env.reset()
-    score, taken = 0.0, []
     with imageio.get_writer(temporary, fps=VIDEO_FPS, codec="libx264", macro_block_size=16, ffmpeg_log_level="error") as writer:
-        for t in range(max_steps):
-            action = int(policy(td.get(OBSERVATION_KEY)))
-            screen = screen_rgb(env)
+
+        def write_frame(t: int, observation: torch.Tensor, action: int, score: float) -> None:
+            screen = screen_rgb(env)  # the colour screen behind the observation the action was chosen on
             writer.append_data(_annotated(screen, f"step {t:5d}  {names[action]:<9s} score {score:g}"))
             if frames_tmp is not None:
                 Image.fromarray(screen).save(frames_tmp / f"{t}.png")
-            td.set("action", torch.tensor(action))
-            td = env.step(td)
-            score = float(td.get(("next", EPISODE_SCORE_KEY)))
-            taken.append(names[action])
-            done = bool(td.get(("next", "done")))
-            td = step_mdp(td)
-            if done:
-                break
+
+        episode = _play_episode(env, policy, names, max_steps=max_steps, on_step=write_frame)
     temporary.rename(path)
     if frames_tmp is not None:
         frames_tmp.rename(frames_dir)
-    return {"path": str(path), "frames": len(taken), "score": score, "truncated": not done, "actions": taken}
+    return {"path": str(path), "frames": episode["length"], "score": episode["score"], "truncated": episode["truncated"],
+            "actions": [a["name"] for a in episode["actions"]]}
 
 
 def _annotated(screen: np.ndarray, text: str) -> np.ndarray:
@@ -193,11 +200,9 @@ def _episode_name(index: int) -> str:
     return f"episode_{index + 1:03d}"
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=1))
-    temporary.replace(path)
+def _read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as image:  # (closes the file: a DataLoader reads many)
+        return np.asarray(image)
 
 
 class GameplayDataset(Dataset):
@@ -226,7 +231,7 @@ class GameplayDataset(Dataset):
         episode, start = self.items[index]
         steps = range(start, start + self.sequence_length)
         directory = self.root / EPISODES_DIR / episode["name"]
-        frames = torch.from_numpy(np.stack([np.asarray(Image.open(directory / f"frame_{t:05d}.png")) for t in steps]))
+        frames = torch.from_numpy(np.stack([_read_png(directory / f"frame_{t:05d}.png") for t in steps]))
         actions = torch.tensor([episode["actions"][t]["index"] for t in steps])
         rewards = torch.tensor([episode["rewards"][t] for t in steps], dtype=torch.float32)
         return frames, actions, rewards
@@ -344,11 +349,10 @@ def make_recording_source(cfg: DictConfig) -> tuple[DictConfig, Policy, dict[str
             raise ConfigError(f"{cfg.checkpoint}: trained on {agent.env_cfg.id}, not an Atari game: recording needs one")
         if cfg.env_id is not None and cfg.env_id != agent.env_cfg.id:
             raise ConfigError(f"{cfg.checkpoint}: trained on {agent.env_cfg.id}, not {cfg.env_id}")
-        rng = np.random.default_rng(cfg.seed)
-        n_actions = agent.n_actions
+        rng, epsilon, n_actions = np.random.default_rng(cfg.seed), float(cfg.epsilon), agent.n_actions
 
-        def policy(observation: torch.Tensor) -> int:
-            return int(rng.integers(n_actions)) if rng.random() < cfg.epsilon else agent.act(observation)
+        def policy(observation: torch.Tensor) -> int:  # (the config is read once, not at every step)
+            return int(rng.integers(n_actions)) if rng.random() < epsilon else agent.act(observation)
 
         return agent.env_cfg, policy, {"agent": "trained", "checkpoint": str(cfg.checkpoint), "epsilon": cfg.epsilon}
     # The Breakout preset's preprocessing (conf/env/breakout.yaml), for any Atari game.

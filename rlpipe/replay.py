@@ -49,15 +49,14 @@ class ReplayScratch:
     Args:
         parent: where to create the directory (made if missing).
         run_name: the run directory's name, part of the scratch directory's name.
-        keep: leave the files in place when the run ends (``buffer.keep_memmap_files``).
     """
 
-    def __init__(self, parent: Path, *, run_name: str, keep: bool) -> None:
+    def __init__(self, parent: Path, *, run_name: str) -> None:
         parent.mkdir(parents=True, exist_ok=True)
         _remove_orphans(parent)
         self.path = Path(tempfile.mkdtemp(prefix=f"rlpipe-replay-{run_name}-", dir=parent))
         (self.path / SCRATCH_MARKER).write_text(_owner())  # the owner: an rlpipe run's process, on this host
-        self.keep = keep
+        self.keep = False  # the run sets buffer.keep_memmap_files here once it trains: a rejected run's files go
 
     def remove(self) -> None:
         """Deletes the directory and its memory-mapped files, unless told to keep them (or it is not ours)."""
@@ -102,7 +101,7 @@ def make_replay_scratch(buffer_cfg: DictConfig, run_dir: Path) -> ReplayScratch 
         return None
     parent = Path(buffer_cfg.memmap_dir) if buffer_cfg.memmap_dir is not None else run_dir
     try:
-        return ReplayScratch(parent, run_name=run_dir.name, keep=False)  # the run sets keep once it trains
+        return ReplayScratch(parent, run_name=run_dir.name)
     except OSError as err:
         raise ConfigError(f"buffer.memmap_dir={parent}: cannot create the replay directory there ({err.strerror})") from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -212,3 +213,12 @@ def check_creatable(directory: Path) -> None:
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Writes ``path`` (and its parent directories) through a temporary file, so that a reader never sees half
+    of it (``summary.json``, a recording's ``actions.json``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=1))
+    temporary.replace(path)

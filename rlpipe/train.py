@@ -74,6 +74,7 @@ from rlpipe.runtime import (
     resolve_precision,
     run_dir_existed,
     seed_everything,
+    write_json,
 )
 
 _log = logging.getLogger("rlpipe")
@@ -364,7 +365,7 @@ def _train(
                 solved_at = _first_solved(evaluations[-1:], solved_when)
             next_eval = _next_multiple(counters.step, eval_interval)
             counters.wall_seconds = elapsed()
-            _write_json(run_dir / "summary.json", _summary(cfg, run_dir, counters, last_eval, finished=False))
+            write_json(run_dir / "summary.json", _summary(cfg, run_dir, counters, last_eval, finished=False))
         stopping = finishing or interrupted or (stop_on_solve and solved_at is not None)
         if counters.step >= next_checkpoint or stopping:
             with clock("checkpoint"):
@@ -402,7 +403,7 @@ def _train(
     counters.wall_seconds = elapsed()
     summary = _summary(cfg, run_dir, counters, last_eval, finished=not interrupted, stopped_by=_stop_reason(
         stop, interrupted=interrupted, complete=counters.step >= total_steps, out_of_time=out_of_time))
-    _write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / "summary.json", summary)
     _log.info("stopped by %s at step %s after %.1f wall seconds", summary["stopped_by"], f"{counters.step:,}", counters.wall_seconds)
     _remove_if_empty(run_dir / "logs" / "csv" / "videos")  # TorchRL's CSV logger makes it; nothing writes videos yet
     logger.log_metrics({"summary/wall_seconds": summary["wall_seconds"]}, step=counters.step)
@@ -461,13 +462,6 @@ def _solved_when(env_cfg: DictConfig) -> dict[str, float]:
 def _first_solved(evaluations: list[dict[str, float]], solved_when: dict[str, float]) -> dict[str, float] | None:
     """The first evaluation that reached any of the ``solved_when`` thresholds, if any."""
     return next((e for e in evaluations if any(e.get(name, float("-inf")) >= value for name, value in solved_when.items())), None)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Writes ``path`` through a temporary file, so that a reader never sees half of it."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2))
-    temporary.replace(path)
 
 
 def _round_up(value: int, multiple: int) -> int:

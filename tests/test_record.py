@@ -68,7 +68,10 @@ def test_validation_split_is_seeded_and_a_tenth():
     first = _random_recording(None, episodes=10, seed=5)["split"]
     again = _random_recording(None, episodes=10, seed=5)["split"]
     assert first == again and len(first["validation"]) == 1  # the same seed, the same episode
-    assert first["validation"][0] in {e["name"] for e in _random_recording(None, episodes=10, seed=5)["episodes"]}
+    other = _random_recording(None, episodes=10, seed=7)
+    assert other["split"]["validation"] != first["validation"]  # (seeds 5 and 7 draw different episodes)
+    assert [e["split"] for e in other["episodes"]].count("validation") == 1
+    assert next(e["name"] for e in other["episodes"] if e["split"] == "validation") == other["split"]["validation"][0]
 
 
 def test_dataset_reads_aligned_sequences(tmp_path):
