@@ -1,5 +1,7 @@
 """Recording throughput: agent steps per second of ``rlpipe.record dataset`` for one env, with the PNG writes and
-without them (a dry run), and what a 100-episode dataset of the agent takes at that rate.
+without them (a dry run), and what a 100-episode dataset of the agent takes at that rate; video frames per second
+of ``rlpipe.record video`` (game, policy, overlay and H.264 encoding), and the seconds the TensorBoard logger adds
+per training-time video (the MP4 decoded and re-encoded as an animated GIF, ``rlpipe.loggers.log_video``).
 
     python benchmarks/recording.py --checkpoint outputs/breakout_cpu/temperature_seed0/checkpoints/best.pt --episodes 5
     python benchmarks/recording.py --episodes 5            # a random agent
@@ -17,7 +19,8 @@ from hydra import compose, initialize_config_dir
 
 from rlpipe.envs import make_env
 from rlpipe.envs.atari import protocol
-from rlpipe.record import make_recording_source, record_dataset
+from rlpipe.loggers import _gif_summary
+from rlpipe.record import make_recording_source, record_dataset, record_video
 from rlpipe.runtime import seed_everything
 
 
@@ -40,6 +43,27 @@ def measure(cfg, *, write: bool) -> dict:
             "seconds_for_100_episodes": 100 * seconds / cfg.episodes}
 
 
+def measure_videos(cfg) -> dict:
+    env_cfg, policy, _ = make_recording_source(cfg)
+    seed_everything(cfg.seed)
+    env = make_env(env_cfg, num_envs=1, seed=cfg.seed)
+    with tempfile.TemporaryDirectory(prefix="rlpipe-video-bench-") as directory:
+        started, frames, gif_seconds, mp4_bytes = time.perf_counter(), 0, 0.0, 0
+        for n in range(cfg.episodes):
+            path = Path(directory) / f"{n}.mp4"
+            frames += record_video(env, policy, path=path, max_steps=cfg.max_steps_per_episode)["frames"]
+            mp4_bytes += path.stat().st_size
+        seconds = time.perf_counter() - started
+        for n in range(cfg.episodes):
+            gif_started = time.perf_counter()
+            gif_bytes = len(_gif_summary("eval/video", Path(directory) / f"{n}.mp4").SerializeToString())
+            gif_seconds += time.perf_counter() - gif_started
+    env.close()
+    return {"videos": cfg.episodes, "frames": frames, "seconds": seconds, "frames_per_s": frames / seconds,
+            "mp4_bytes_per_video": mp4_bytes / cfg.episodes, "tensorboard_gif_seconds_per_video": gif_seconds / cfg.episodes,
+            "tensorboard_gif_bytes_last_video": gif_bytes}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="a Breakout checkpoint (default: a random agent)")
@@ -56,7 +80,11 @@ def main() -> None:
         size = f"{r['png_bytes_per_step']:.0f}" if r["png_bytes_per_step"] else "-"
         print(f"| {cfg.agent} | {'yes' if r['write'] else 'no (dry run)'} | {r['episodes']} | {r['agent_steps']:,} | "
               f"{r['steps_per_s']:.0f} | {r['score_mean']:.1f} | {size} | {r['seconds_for_100_episodes'] / 60:.1f} min |")
-    save(f"recording_{cfg.agent}", {"checkpoint": args.checkpoint, "results": results})
+    videos = measure_videos(cfg)
+    print(f"videos: {videos['frames']:,} frames in {videos['seconds']:.2f} s = {videos['frames_per_s']:.0f} frames/s, "
+          f"{videos['mp4_bytes_per_video'] / 1e3:.0f} kB per MP4; TensorBoard GIF {videos['tensorboard_gif_seconds_per_video']:.2f} s "
+          f"and {videos['tensorboard_gif_bytes_last_video'] / 1e3:.0f} kB per video")
+    save(f"recording_{cfg.agent}", {"checkpoint": args.checkpoint, "results": results, "videos": videos})
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ class Agent:
     """
 
     def __init__(self, q_network: QValueActor, *, observation_shape: torch.Size, n_actions: int, device: torch.device) -> None:
-        self.q_network = q_network.eval()
+        self.q_network = q_network  # (its train/eval mode is the caller's: a training run's network acts here too)
         self.observation_shape = torch.Size(observation_shape)
         self.n_actions = n_actions
         self.reads_mask = ACTION_MASK_KEY in q_network.in_keys
@@ -73,7 +73,7 @@ class Agent:
             q_network.load_state_dict(payload["q_network"])
         except (RuntimeError, KeyError, TypeError) as err:
             raise CheckpointError(f"{checkpoint}: cannot load q_network: {str(err).splitlines()[0][:160]}") from None
-        agent = cls(q_network, observation_shape=observation_shape, n_actions=n_actions, device=device)
+        agent = cls(q_network.eval(), observation_shape=observation_shape, n_actions=n_actions, device=device)
         agent.env_cfg = cfg.env
         agent.checkpoint_step = payload["counters"]["step"]
         return agent

@@ -111,6 +111,16 @@ class EvalConfig:
 
 
 @dataclass
+class RecordConfig:  # defaults: checkpoints written before the section existed
+    dataset: bool = _key(default=False)
+    video: bool = _key(default=False)
+    episodes: int = _key(at_least(1), default=1)
+    output_dir: Optional[str] = _key(default=None)
+    max_steps_per_episode: int = _key(at_least(1), default=4_500)
+    validation_fraction: float = _key(Rule(lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"), default=0.1)
+
+
+@dataclass
 class CheckpointConfig:
     interval_steps: int = _key(at_least(1))
     save_buffer: bool = _key()
@@ -242,6 +252,7 @@ class WandbLoggerConfig:
 _SECTION_SCHEMAS: dict[str, type] = {
     "train": TrainConfig,
     "eval": EvalConfig,
+    "record": RecordConfig,
     "checkpoint": CheckpointConfig,
 }
 _FAMILY_SCHEMAS: dict[str, dict[str, type]] = {
@@ -351,6 +362,9 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
             )
         if exploration.annealing == "exponential" and exploration.eps_final <= 0:
             raise ConfigError("exploration.eps_final=0 is invalid with annealing=exponential: expected a number > 0")
+    if (cfg.record.dataset or cfg.record.video) and cfg.env.kind != "atari":
+        switch = "record.dataset" if cfg.record.dataset else "record.video"
+        raise ConfigError(f"{switch}=true is invalid with env={cfg.env.name}: gameplay recording needs an Atari game")
     if buffer.kind == "prioritized" and buffer.beta_final < buffer.beta_init:
         raise ConfigError(f"buffer.beta_final={buffer.beta_final} is invalid: expected at least buffer.beta_init={buffer.beta_init}")
 

@@ -7,6 +7,7 @@ counter as the x-axis. Metric names are ``<group>/<name>``: ``train/*``, ``episo
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections import defaultdict, deque
@@ -47,6 +48,37 @@ def make_logger(logger_cfg: DictConfig, run_dir: Path, *, run_name: str, config:
         )
     logger.log_hparams(_flatten(OmegaConf.to_container(config, resolve=True)))
     return logger
+
+
+def log_video(logger: Logger, name: str, path: Path, *, step: int) -> None:
+    """Hands an MP4 written by :mod:`rlpipe.record` to the logger: W&B uploads the file itself; TensorBoard gets
+    it as an animated GIF, as its ``add_video`` writes one; with CSV the file stays where it is (``<run>/videos``).
+
+    Not ``Logger.log_video``: TorchRL's W&B and TensorBoard loggers encode raw frames through moviepy, and
+    torch's TensorBoard writer imports ``moviepy.editor``, which moviepy 2 (2024) removed; W&B takes a finished
+    MP4 without moviepy, and Pillow (already a dependency) writes the GIF.
+    """
+    if isinstance(logger, WandbLogger):
+        import wandb
+
+        logger.log_metrics({name: wandb.Video(str(path), format="mp4")}, step=step)
+    elif isinstance(logger, TensorboardLogger):
+        logger.experiment.file_writer.add_summary(_gif_summary(name, path), step)
+
+
+def _gif_summary(tag: str, path: Path) -> Any:
+    """TensorBoard's video summary (an image summary holding an animated GIF) of the MP4 at ``path``."""
+    import imageio.v2 as imageio
+    from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    with imageio.get_reader(path) as reader:
+        fps = reader.get_meta_data()["fps"]
+        frames = [Image.fromarray(frame) for frame in reader]  # [H, W, 3] uint8 each
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)
+    image = Summary.Image(height=frames[0].height, width=frames[0].width, colorspace=3, encoded_image_string=gif.getvalue())
+    return Summary(value=[Summary.Value(tag=tag, image=image)])
 
 
 CSV_HEADER = "step,value\n"  # the first row of every scalars/<group>/<metric>.csv

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import math
 import random
 import shutil
 import sys
@@ -50,6 +52,7 @@ from rlpipe.envs.atari import action_names, lives, protocol, screen_rgb
 from rlpipe.keys import EPISODE_SCORE_KEY, OBSERVATION_KEY
 from rlpipe.runtime import CONF_DIR, check_command_line, check_creatable, quiet_libraries, seed_everything, write_json
 
+_log = logging.getLogger("rlpipe")
 FORMAT = "rlpipe-gameplay"
 VERSION = 1
 MODES = ("dataset", "video", "bulk")
@@ -85,32 +88,88 @@ def record_dataset(
         seed: seeds the split.
         max_steps_per_episode: agent steps after which an episode is cut (``truncated`` in its entry).
     """
-    names = action_names(env)
-    validation = set(random.Random(seed).sample(range(episodes), round(validation_fraction * episodes)))
-    recording = {
-        "format": FORMAT,
-        "version": VERSION,
-        **metadata,
-        "action_names": names,
-        "episodes_planned": episodes,
-        "split": {"seed": seed, "validation_fraction": validation_fraction,
-                  "validation": [_episode_name(i) for i in sorted(validation)]},
-        "episodes": [],
-    }
-    for index in range(episodes):
+    writer = DatasetWriter(output_dir, action_names=action_names(env), metadata=metadata, episodes_planned=episodes,
+                           validation_fraction=validation_fraction, seed=seed)
+    for _ in range(episodes):
+        writer.record_episode(env, policy, max_steps=max_steps_per_episode)
+    return writer.recording
+
+
+class DatasetWriter:
+    """A recording on disk (or, with ``output_dir=None``, in memory only), one episode at a time.
+
+    Each episode is played into ``episode_NNN.tmp/`` and renamed when complete; ``actions.json`` is rewritten
+    atomically after every episode. The validation split is a seeded sample of ``round(validation_fraction *
+    episodes_planned)`` episode numbers (episodes beyond the plan go to ``train``).
+
+    Args:
+        output_dir: the recording's root, or None to write nothing.
+        action_names: the game's action names (``rlpipe.envs.atari.action_names``).
+        metadata: what to record about the source (agent, checkpoint, seed, protocol).
+        episodes_planned: how many episodes the split is drawn over.
+        validation_fraction: the share of the planned episodes in the validation split.
+        seed: seeds the split.
+        continue_after_step: continue the recording already in ``output_dir`` (a resumed training run): its
+            episodes recorded at a training step up to this one are kept, later ones (recorded after the checkpoint
+            the run resumes from, and played again now) are removed.
+    """
+
+    def __init__(
+        self,
+        output_dir: Path | None,
+        *,
+        action_names: list[str],
+        metadata: dict[str, Any],
+        episodes_planned: int,
+        validation_fraction: float,
+        seed: int,
+        continue_after_step: int | None = None,
+    ) -> None:
+        self.output_dir = output_dir
+        self.action_names = action_names
+        self._validation = set(random.Random(seed).sample(range(episodes_planned), round(validation_fraction * episodes_planned)))
+        self.recording: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            **metadata,
+            "action_names": action_names,
+            "episodes_planned": episodes_planned,
+            "split": {"seed": seed, "validation_fraction": validation_fraction,
+                      "validation": [_episode_name(i) for i in sorted(self._validation)]},
+            "episodes": [],
+        }
+        stored = None if output_dir is None else output_dir / ACTIONS_FILE
+        if continue_after_step is not None and stored is not None and stored.is_file():
+            kept = []
+            for episode in json.loads(stored.read_text())["episodes"]:
+                if episode.get("training_step", 0) <= continue_after_step:
+                    kept.append(episode)
+                else:  # recorded after the checkpoint: this run plays that evaluation again
+                    shutil.rmtree(output_dir / EPISODES_DIR / episode["name"], ignore_errors=True)
+            self.recording["episodes"] = kept
+            names = {episode["name"] for episode in kept}
+            for directory in (output_dir / EPISODES_DIR).glob("episode_*"):  # this run's own episodes only
+                if directory.name not in names:  # (a .tmp, or one renamed just before the process was killed)
+                    shutil.rmtree(directory)
+            write_json(stored, self.recording)
+
+    def record_episode(self, env: EnvBase, policy: Policy, *, max_steps: int, **fields: Any) -> dict[str, Any]:
+        """Plays one episode, writes it, and returns its entry in ``actions.json`` (``fields`` are added to it,
+        e.g. the training step)."""
+        index = len(self.recording["episodes"])
         name = _episode_name(index)
-        temporary = None if output_dir is None else output_dir / EPISODES_DIR / f"{name}.tmp"
+        temporary = None if self.output_dir is None else self.output_dir / EPISODES_DIR / f"{name}.tmp"
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
             temporary.mkdir(parents=True)
-        entry = _play_episode(env, policy, names, max_steps=max_steps_per_episode,
+        entry = _play_episode(env, policy, self.action_names, max_steps=max_steps,
                               on_step=_nothing if temporary is None else functools.partial(_save_frame, temporary))
-        entry = {"name": name, "split": "validation" if index in validation else "train", **entry}
-        recording["episodes"].append(entry)
-        if output_dir is not None:
-            temporary.rename(output_dir / EPISODES_DIR / name)  # complete: now it has its final name
-            write_json(output_dir / ACTIONS_FILE, recording)
-    return recording
+        entry = {"name": name, "split": "validation" if index in self._validation else "train", **fields, **entry}
+        self.recording["episodes"].append(entry)
+        if self.output_dir is not None:
+            temporary.rename(self.output_dir / EPISODES_DIR / name)  # complete: now it has its final name
+            write_json(self.output_dir / ACTIONS_FILE, self.recording)
+        return entry
 
 
 def _save_frame(directory: Path, t: int, observation: torch.Tensor, action: int, score: float) -> None:
@@ -184,6 +243,109 @@ def record_video(env: EnvBase, policy: Policy, *, path: Path, max_steps: int, fr
         frames_tmp.rename(frames_dir)
     return {"path": str(path), "frames": episode["length"], "score": episode["score"], "truncated": episode["truncated"],
             "actions": [a["name"] for a in episode["actions"]]}
+
+
+RECORD_SEED_OFFSET = 2_000_000  # the recording env of a training run is seeded apart from its training and eval envs
+
+
+class TrainingRecorder:
+    """Evaluation episodes recorded while training (the ``record`` section of ``conf/config.yaml``; Atari games).
+
+    After each evaluation, :meth:`record` plays more episodes with the evaluation policy (the Q-network as it is
+    now, greedy or at ``eval.epsilon``) in an env of its own: ``record.episodes`` of them are added to a dataset
+    (the ``rlpipe.record dataset`` layout, under ``record.output_dir``, default ``<run>/data/``; each episode names
+    its ``training_step``), and one is written as ``<run>/videos/eval_step_<N>.mp4``, which the caller hands to
+    the logger. A resumed run continues its recording.
+
+    Args:
+        record_cfg: the ``record`` section.
+        env_cfg: the run's ``env`` section.
+        run_dir: the run directory.
+        seed: the run's seed (the recording env's is derived from it).
+        epsilon: the evaluation's probability of a random action.
+        evaluations_planned: the evaluations of the whole run (the validation split is drawn over their episodes).
+        resumed_at_step: the step a resumed run continues from (its later recorded episodes are dropped), or None.
+    """
+
+    def __init__(
+        self,
+        record_cfg: DictConfig,
+        env_cfg: DictConfig,
+        run_dir: Path,
+        *,
+        seed: int,
+        epsilon: float,
+        evaluations_planned: int,
+        resumed_at_step: int | None,
+    ) -> None:
+        self.env = make_env(env_cfg, num_envs=1, seed=seed + RECORD_SEED_OFFSET)
+        self.observation_shape = self.env.full_observation_spec_unbatched[OBSERVATION_KEY].shape
+        self.n_actions = self.env.full_action_spec_unbatched["action"].space.n
+        self.epsilon = epsilon
+        self.rng = np.random.default_rng(seed + RECORD_SEED_OFFSET)
+        self.max_steps = record_cfg.max_steps_per_episode
+        self.episodes = record_cfg.episodes if record_cfg.dataset else 0
+        self.video_dir = run_dir / "videos" if record_cfg.video else None
+        self.off = False
+        self.dataset = None
+        if record_cfg.dataset:
+            output_dir = run_dir / "data" if record_cfg.output_dir is None else Path(record_cfg.output_dir)
+            metadata = {"agent": "training", "checkpoint": None, "run_dir": str(run_dir), "epsilon": epsilon,
+                        "seed": seed + RECORD_SEED_OFFSET, "protocol": protocol(env_cfg),
+                        "frame_shape": [env_cfg.screen_size] * 2}
+            self.dataset = DatasetWriter(
+                output_dir, action_names=action_names(self.env), metadata=metadata,
+                episodes_planned=evaluations_planned * self.episodes, validation_fraction=record_cfg.validation_fraction,
+                seed=seed, continue_after_step=resumed_at_step)
+
+    def record(self, q_network: torch.nn.Module, *, step: int) -> Path | None:
+        """Records this evaluation's episodes; returns the video written, if any. A recording that cannot be
+        written (a full disk) is switched off with a warning: the training run goes on."""
+        if self.off:
+            return None
+        try:
+            return self._record(q_network, step=step)
+        except OSError as err:
+            self.off = True
+            _log.warning("step %s: cannot write the recording (%s); recording is off for the rest of the run", f"{step:,}", err)
+            return None
+
+    def _record(self, q_network: torch.nn.Module, *, step: int) -> Path | None:
+        agent = Agent(q_network, observation_shape=self.observation_shape, n_actions=self.n_actions,
+                      device=next(q_network.parameters()).device)
+        policy = with_epsilon(agent.act, n_actions=self.n_actions, epsilon=self.epsilon, rng=self.rng)
+        for _ in range(self.episodes):
+            self.dataset.record_episode(self.env, policy, max_steps=self.max_steps, training_step=step)
+        if self.video_dir is None:
+            return None
+        path = self.video_dir / f"eval_step_{step}.mp4"
+        record_video(self.env, policy, path=path, max_steps=self.max_steps)
+        return path
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def make_training_recorder(cfg: DictConfig, run_dir: Path, *, resumed_at_step: int | None) -> TrainingRecorder | None:
+    """The run's :class:`TrainingRecorder`, or None when ``record.dataset`` and ``record.video`` are both off."""
+    if not (cfg.record.dataset or cfg.record.video):
+        return None
+    if cfg.record.dataset:
+        output_dir = run_dir / "data" if cfg.record.output_dir is None else Path(cfg.record.output_dir)
+        if resumed_at_step is None:
+            _check_output_dir(output_dir, key="record.output_dir")
+        elif (output_dir / ACTIONS_FILE).is_file() and json.loads((output_dir / ACTIONS_FILE).read_text()).get("run_dir") is None:
+            raise ConfigError(f"record.output_dir={output_dir} holds a recording that is not a training run's; choose another")
+    return TrainingRecorder(cfg.record, cfg.env, run_dir, seed=cfg.train.seed, epsilon=cfg.eval.epsilon,
+                            evaluations_planned=math.ceil(cfg.train.total_steps / cfg.eval.interval_steps),
+                            resumed_at_step=resumed_at_step)
+
+
+def with_epsilon(act: Policy, *, n_actions: int, epsilon: float, rng: np.random.Generator) -> Policy:
+    """``act``, replaced by a uniformly random action with probability ``epsilon`` at each step."""
+    if epsilon == 0.0:
+        return lambda observation: int(act(observation))
+    return lambda observation: int(rng.integers(n_actions)) if rng.random() < epsilon else int(act(observation))
 
 
 def _annotated(screen: np.ndarray, text: str) -> np.ndarray:
@@ -349,11 +511,7 @@ def make_recording_source(cfg: DictConfig) -> tuple[DictConfig, Policy, dict[str
             raise ConfigError(f"{cfg.checkpoint}: trained on {agent.env_cfg.id}, not an Atari game: recording needs one")
         if cfg.env_id is not None and cfg.env_id != agent.env_cfg.id:
             raise ConfigError(f"{cfg.checkpoint}: trained on {agent.env_cfg.id}, not {cfg.env_id}")
-        rng, epsilon, n_actions = np.random.default_rng(cfg.seed), float(cfg.epsilon), agent.n_actions
-
-        def policy(observation: torch.Tensor) -> int:  # (the config is read once, not at every step)
-            return int(rng.integers(n_actions)) if rng.random() < epsilon else agent.act(observation)
-
+        policy = with_epsilon(agent.act, n_actions=agent.n_actions, epsilon=float(cfg.epsilon), rng=np.random.default_rng(cfg.seed))
         return agent.env_cfg, policy, {"agent": "trained", "checkpoint": str(cfg.checkpoint), "epsilon": cfg.epsilon}
     # The Breakout preset's preprocessing (conf/env/breakout.yaml), for any Atari game.
     env_cfg = OmegaConf.load(CONF_DIR / "env" / "breakout.yaml").env
@@ -365,15 +523,15 @@ def make_recording_source(cfg: DictConfig) -> tuple[DictConfig, Policy, dict[str
     return env_cfg, lambda observation: int(rng.integers(n_actions)), {"agent": "random", "checkpoint": None, "epsilon": 1.0}
 
 
-def _check_output_dir(output_dir: Path) -> None:
+def _check_output_dir(output_dir: Path, *, key: str = "output_dir") -> None:
     """Refuses an output directory that holds a recording already (it would be mixed with this one) or cannot be
     written."""
     if (output_dir / ACTIONS_FILE).exists():
-        raise ConfigError(f"output_dir={output_dir} holds a recording already ({ACTIONS_FILE}); choose another output_dir")
+        raise ConfigError(f"{key}={output_dir} holds a recording already ({ACTIONS_FILE}); choose another {key}")
     try:
         check_creatable(output_dir / EPISODES_DIR)  # (creates nothing that stays: a rejected command leaves no files)
     except OSError as err:
-        raise ConfigError(f"output_dir={output_dir} cannot be written ({err.strerror})") from None
+        raise ConfigError(f"{key}={output_dir} cannot be written ({err.strerror})") from None
 
 
 def _command_line(argv: list[str]) -> list[str]:

@@ -62,8 +62,9 @@ from rlpipe.learner import (
     make_optimizer,
     make_target_updater,
 )
-from rlpipe.loggers import MetricWindow, StageClock, check_logger, make_logger
+from rlpipe.loggers import MetricWindow, StageClock, check_logger, log_video, make_logger
 from rlpipe.models import make_q_network
+from rlpipe.record import make_training_recorder
 from rlpipe.keys import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, INDEX_KEY, PRIORITY_WEIGHT_KEY
 from rlpipe.replay import make_beta_schedule, make_replay_buffer, make_replay_scratch
 from rlpipe.runtime import (
@@ -217,6 +218,10 @@ def _train(
         counters, buffer_restored = restore_checkpoint(resume_from, pieces=pieces, replay_buffer=replay)
         if lr_scheduler is None:  # a constant rate: the optimizer's state brought the stored one, this run's applies
             _set_lr(optimizer, cfg.train.lr)
+    # record.dataset / record.video (checks its output directory; a resumed run's recording continues)
+    recorder = make_training_recorder(cfg, run_dir, resumed_at_step=counters.step if resume_from is not None else None)
+    if recorder is not None:
+        cleanup.callback(recorder.close)
     # Only now, with every piece built and restored, does the run write into its directory: a rejected
     # configuration or checkpoint leaves nothing behind, and a resumed run's files stay as they were.
     if scratch is not None:
@@ -355,6 +360,11 @@ def _train(
             evaluations.append({"step": counters.step, "return_mean": last_eval.return_mean, "return_std": last_eval.return_std,
                                 "length_mean": last_eval.length_mean, **last_eval.extra_means(), "wall_seconds": elapsed()})
             logger.log_metrics(last_eval.as_metrics(), step=counters.step)
+            if recorder is not None:  # record.dataset / record.video: more episodes with the evaluation policy
+                with clock("record"):
+                    video = recorder.record(q_network, step=counters.step)
+                    if video is not None:
+                        log_video(logger, "eval/video", video, step=counters.step)
             _log.info("step %s: evaluation %.2f +- %.2f over %d episodes (%.1f wall minutes)", f"{counters.step:,}",
                       last_eval.return_mean, last_eval.return_std, cfg.eval.episodes, elapsed() / 60)
             if last_eval.return_mean > counters.best_eval_return:
@@ -405,7 +415,7 @@ def _train(
         stop, interrupted=interrupted, complete=counters.step >= total_steps, out_of_time=out_of_time))
     write_json(run_dir / "summary.json", summary)
     _log.info("stopped by %s at step %s after %.1f wall seconds", summary["stopped_by"], f"{counters.step:,}", counters.wall_seconds)
-    _remove_if_empty(run_dir / "logs" / "csv" / "videos")  # TorchRL's CSV logger makes it; nothing writes videos yet
+    _remove_if_empty(run_dir / "logs" / "csv" / "videos")  # TorchRL's CSV logger makes it; recorded videos go to <run>/videos
     logger.log_metrics({"summary/wall_seconds": summary["wall_seconds"]}, step=counters.step)
     return summary
 

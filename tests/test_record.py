@@ -121,23 +121,53 @@ def test_bad_input_is_one_line(args, message):
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-def test_cli_records_a_trained_agent_from_its_checkpoint(tmp_path):
-    """A Breakout checkpoint (an untrained network stands in for a trained one: the path is the same)."""
+def _checkpoint(path: Path, overrides: list[str], *, seed: int = 0, weights_from: list[str] | None = None) -> Path:
+    """A checkpoint of an untrained network (the path through loading is the same as for a trained one); with
+    ``weights_from``, the network of another configuration is stored under this one's."""
     from rlpipe.checkpoint import Counters, save_checkpoint
     from rlpipe.models import make_q_network
 
-    cfg = compose_config(["env=breakout"])
-    env = make_env(cfg.env, num_envs=1)
-    q_network = make_q_network(cfg.model, env, torch.device("cpu"))
+    cfg = compose_config(overrides)
+    network_cfg = compose_config(weights_from or overrides)
+    env = make_env(network_cfg.env, num_envs=1)
+    torch.manual_seed(seed)
+    q_network = make_q_network(network_cfg.model, env, torch.device("cpu"))
     env.close()
-    checkpoint = tmp_path / "best.pt"
-    save_checkpoint(checkpoint, config=cfg, counters=Counters(step=123), pieces={"q_network": q_network})
-    result = run_module("rlpipe.record", "dataset", f"checkpoint={checkpoint}", "episodes=1", "max_steps_per_episode=25",
-                        "epsilon=0.05", f"output_dir={tmp_path / 'data'}", timeout=300)
+    save_checkpoint(path, config=cfg, counters=Counters(step=123), pieces={"q_network": q_network})
+    return path
+
+
+def test_cli_records_the_actions_the_checkpoints_network_chose(tmp_path):
+    """Rebuilds each observation from the recorded frames (a stack of the last 8, the first repeated at the
+    start) and asks the checkpoint's network: every recorded action is its greedy choice on frame t."""
+    from rlpipe.agent import Agent
+
+    checkpoint = _checkpoint(tmp_path / "best.pt", ["env=breakout"], seed=2)
+    result = run_module("rlpipe.record", "dataset", f"checkpoint={checkpoint}", "episodes=1", "max_steps_per_episode=60",
+                        f"output_dir={tmp_path / 'data'}", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     meta = json.loads((tmp_path / "data" / ACTIONS_FILE).read_text())
-    assert (meta["agent"], meta["checkpoint"], meta["epsilon"]) == ("trained", str(checkpoint), 0.05)
-    assert meta["episodes"][0]["length"] == 25 and meta["protocol"]["env_id"] == "ALE/Breakout-v5"
+    assert (meta["agent"], meta["checkpoint"], meta["epsilon"]) == ("trained", str(checkpoint), 0.0)
+    episode = meta["episodes"][0]
+    assert episode["length"] == 60 and meta["protocol"]["env_id"] == "ALE/Breakout-v5"
+    frames = [np.asarray(Image.open(tmp_path / "data" / EPISODES_DIR / "episode_001" / f"frame_{t:05d}.png")) for t in range(60)]
+    agent = Agent.load(checkpoint)
+    stacks = np.stack([np.stack([frames[max(t - k, 0)] for k in range(7, -1, -1)]) for t in range(60)])  # [60, 8, 84, 84]
+    chosen = agent.act(torch.from_numpy(stacks)).tolist()
+    assert chosen == [a["index"] for a in episode["actions"]]  # (an untrained network may press one button throughout)
+
+
+@pytest.mark.parametrize("checkpoint_of,args,message", [
+    (["env=cartpole"], [], "trained on CartPole-v1, not an Atari game: recording needs one"),
+    (["env=breakout"], ["env_id=ALE/Pong-v5"], "trained on ALE/Breakout-v5, not ALE/Pong-v5"),
+    (["env=breakout", "model.hidden_size=64"], [], "cannot load q_network: Error(s) in loading state_dict"),
+])
+def test_a_checkpoint_of_another_game_or_network_is_one_line(tmp_path, checkpoint_of, args, message):
+    checkpoint = _checkpoint(tmp_path / "other.pt", checkpoint_of[:1], weights_from=checkpoint_of)
+    result = run_module("rlpipe.record", "dataset", f"checkpoint={checkpoint}", *args, f"output_dir={tmp_path / 'data'}", timeout=300)
+    assert result.returncode != 0
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "data").exists()
 
 
 def test_video_has_one_annotated_native_frame_per_agent_step(tmp_path):
@@ -195,3 +225,110 @@ def test_bulk_mode_writes_random_and_trained_videos_with_their_frames(tmp_path):
         frames = sorted(video.with_suffix("").glob("*.png"), key=lambda p: int(p.stem))
         assert [p.name for p in frames] == [f"{t}.png" for t in range(12)]
         assert np.asarray(Image.open(frames[0])).shape == (210, 160, 3)  # the native colour screen
+
+
+# ------------------------------------------------------------------------------------------- while training
+
+def test_training_records_evaluation_episodes_and_sends_videos_to_tensorboard(tmp_path):
+    import imageio.v2 as imageio
+    from PIL import ImageSequence
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    result = run_module("rlpipe.train", "env=breakout", "train.total_steps=1600", "train.init_random_steps=400",
+                        "eval.interval_steps=800", "eval.episodes=1", "train.compile=false", "logger=tensorboard",
+                        "record.dataset=true", "record.video=true", "record.episodes=2", "record.max_steps_per_episode=40",
+                        f"hydra.run.dir={run_dir}", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = [e["step"] for e in json.loads((run_dir / "summary.json").read_text())["evaluations"]]
+    assert len(steps) == 2
+    meta = json.loads((run_dir / "data" / ACTIONS_FILE).read_text())
+    assert meta["agent"] == "training" and meta["episodes_planned"] == 4 and meta["run_dir"] == str(run_dir)
+    assert [e["training_step"] for e in meta["episodes"]] == [steps[0], steps[0], steps[1], steps[1]]
+    assert [e["name"] for e in meta["episodes"]] == ["episode_001", "episode_002", "episode_003", "episode_004"]
+    for episode in meta["episodes"]:
+        assert len(list((run_dir / "data" / EPISODES_DIR / episode["name"]).glob("frame_*.png"))) == episode["length"]
+    assert len(GameplayDataset(run_dir / "data", sequence_length=10, split="all")) == sum(e["length"] // 10 for e in meta["episodes"])
+    videos = {step: run_dir / "videos" / f"eval_step_{step}.mp4" for step in steps}
+    accumulator = EventAccumulator(str(run_dir / "logs" / "tensorboard"), size_guidance={"images": 0})
+    accumulator.Reload()
+    logged = {image.step: image for image in accumulator.Images("eval/video")}
+    assert sorted(logged) == steps
+    for step, video in videos.items():
+        with imageio.get_reader(video) as reader:
+            n_frames = sum(1 for _ in reader)
+        gif = Image.open(__import__("io").BytesIO(logged[step].encoded_image_string))
+        assert gif.format == "GIF" and gif.size == (160, 240)
+        assert sum(1 for _ in ImageSequence.Iterator(gif)) == n_frames  # every video frame, as an animated GIF
+
+
+def test_training_sends_the_video_to_wandb_offline(tmp_path):
+    result = run_module("rlpipe.train", "env=breakout", "train.total_steps=800", "train.init_random_steps=400",
+                        "eval.interval_steps=800", "eval.episodes=1", "train.compile=false", "logger=wandb",
+                        "record.video=true", "record.max_steps_per_episode=20", f"hydra.run.dir={tmp_path}", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (uploaded,) = list((tmp_path / "logs").rglob("media/videos/eval/video_*.mp4"))
+    assert uploaded.read_bytes() == (tmp_path / "videos" / "eval_step_800.mp4").read_bytes()
+    assert not (tmp_path / "data").exists()  # record.dataset stays off
+
+
+def test_a_resumed_run_continues_its_recording(tmp_path):
+    """Episodes recorded after the checkpoint a run resumes from are dropped: that run plays them again."""
+    from rlpipe.record import DatasetWriter
+
+    env = make_env(compose_config(["env=breakout"]).env, num_envs=1, seed=0)
+    rng = np.random.default_rng(0)
+    policy = lambda observation: int(rng.integers(4))  # noqa: E731
+    first = DatasetWriter(tmp_path, action_names=["NOOP", "FIRE", "RIGHT", "LEFT"], metadata={}, episodes_planned=10,
+                          validation_fraction=0.1, seed=0)
+    for step in (1000, 2000, 3000):
+        first.record_episode(env, policy, max_steps=5, training_step=step)
+    (tmp_path / EPISODES_DIR / "episode_004.tmp").mkdir()  # (killed while writing the next one)
+    resumed = DatasetWriter(tmp_path, action_names=["NOOP", "FIRE", "RIGHT", "LEFT"], metadata={}, episodes_planned=10,
+                            validation_fraction=0.1, seed=0, continue_after_step=2000)
+    assert [e["training_step"] for e in json.loads((tmp_path / ACTIONS_FILE).read_text())["episodes"]] == [1000, 2000]
+    assert sorted(p.name for p in (tmp_path / EPISODES_DIR).iterdir()) == ["episode_001", "episode_002"]
+    entry = resumed.record_episode(env, policy, max_steps=5, training_step=3000)
+    env.close()
+    assert entry["name"] == "episode_003" and (tmp_path / EPISODES_DIR / "episode_003").is_dir()
+    assert resumed.recording["split"] == first.recording["split"]  # the same seeded split
+
+
+def test_recording_while_training_needs_an_atari_game():
+    from rlpipe.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=r"record.video=true is invalid with env=cartpole: gameplay recording needs an Atari game"):
+        validate(compose_config(["record.video=true"], check=False))
+
+
+def test_training_refuses_a_recording_directory_in_use_before_writing_anything(tmp_path):
+    used = tmp_path / "used"
+    (used / "actions").mkdir(parents=True)
+    (used / ACTIONS_FILE).write_text("{}")
+    run_dir = tmp_path / "run"
+    result = run_module("rlpipe.train", "env=breakout", "record.dataset=true", f"record.output_dir={used}",
+                        f"hydra.run.dir={run_dir}", timeout=300)
+    assert result.returncode != 0 and not run_dir.exists()
+    assert f"record.output_dir={used} holds a recording already" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_full_disk_switches_recording_off_and_training_goes_on(tmp_path, monkeypatch, caplog):
+    from rlpipe.models import make_q_network
+    from rlpipe.record import DatasetWriter, make_training_recorder
+
+    cfg = compose_config(["env=breakout", "record.dataset=true", "record.video=true", "record.max_steps_per_episode=5"])
+    recorder = make_training_recorder(cfg, tmp_path, resumed_at_step=None)
+    q_network = make_q_network(cfg.model, recorder.env, torch.device("cpu"))
+    assert recorder.record(q_network, step=100) == tmp_path / "videos" / "eval_step_100.mp4"
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(DatasetWriter, "record_episode", full)
+    assert recorder.record(q_network, step=200) is None and recorder.off
+    assert "cannot write the recording" in caplog.text and "No space left on device" in caplog.text
+    monkeypatch.undo()
+    assert recorder.record(q_network, step=300) is None  # off for the rest of the run
+    recorder.close()
+    assert [e["training_step"] for e in json.loads((tmp_path / "data" / ACTIONS_FILE).read_text())["episodes"]] == [100]
