@@ -332,3 +332,42 @@ def test_a_full_disk_switches_recording_off_and_training_goes_on(tmp_path, monke
     assert recorder.record(q_network, step=300) is None  # off for the rest of the run
     recorder.close()
     assert [e["training_step"] for e in json.loads((tmp_path / "data" / ACTIONS_FILE).read_text())["episodes"]] == [100]
+
+
+def test_any_atari_game_records_with_its_own_action_names(tmp_path):
+    result = run_module("rlpipe.record", "dataset", "agent=random", "env_id=ALE/MsPacman-v5", "episodes=1",
+                        "max_steps_per_episode=12", f"output_dir={tmp_path}", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    meta = json.loads((tmp_path / ACTIONS_FILE).read_text())
+    assert meta["protocol"]["env_id"] == "ALE/MsPacman-v5" and len(meta["action_names"]) == 9
+    assert meta["action_names"][:5] == ["NOOP", "UP", "RIGHT", "LEFT", "DOWN"]
+    assert {a["name"] for a in meta["episodes"][0]["actions"]} <= set(meta["action_names"])
+    assert len(list((tmp_path / EPISODES_DIR / "episode_001").glob("*.png"))) == 12
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_finished_episodes_readable(tmp_path):
+    """The 16th PNG write fails with ENOSPC (Pillow patched in the recording process, as a full disk would)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, _cli_env
+
+    code = (
+        "import errno, runpy, sys, PIL.Image\n"
+        "save, writes = PIL.Image.Image.save, []\n"
+        "def full(self, *args, **kwargs):\n"
+        "    writes.append(1)\n"
+        "    if len(writes) > 15: raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        "    return save(self, *args, **kwargs)\n"
+        "PIL.Image.Image.save = full\n"
+        f"sys.argv = ['rlpipe.record', 'dataset', 'agent=random', 'episodes=3', 'max_steps_per_episode=10', 'output_dir={tmp_path}']\n"
+        "runpy.run_module('rlpipe.record', run_name='__main__', alter_sys=True)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL, env=_cli_env(None))
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == f"rlpipe.record: cannot write the recording under {tmp_path}: No space left on device"
+    meta = json.loads((tmp_path / ACTIONS_FILE).read_text())
+    assert [e["name"] for e in meta["episodes"]] == ["episode_001"]  # the finished one, complete and listed
+    assert len(GameplayDataset(tmp_path, sequence_length=10, split="all")) == 1
+    assert not (tmp_path / EPISODES_DIR / "episode_002").exists()  # the cut one never got its final name
