@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Extra Hydra overrides for `make train`, e.g. make train ARGS="env=lunarlander train.seed=3"
 ARGS ?=
 
-.PHONY: venv train test test-slow lint bench bench-breakout clean
+.PHONY: venv train test test-slow lint bench bench-breakout bench-ablation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/doorkey.py
 	$(PY) benchmarks/reliability.py --trials 20
 	$(PY) benchmarks/recording.py --episodes 5
+	$(PY) benchmarks/scale_out.py
+
+# The target-network ablation (README, "Experiments"): 9 CartPole runs, 2 at a time, then its plots and table.
+bench-ablation: $(STAMP)
+	$(PY) -m rlpipe.train --multirun experiment=ablation_target_update launcher=local \
+	  hydra.sweep.dir=outputs/multirun/ablation_target_update/bench
+	$(PY) -m rlpipe.plot outputs/multirun/ablation_target_update/bench
 
 # The Breakout learning runs (README, "Breakout: learning on 2 CPU cores"): an hour each, one after the other, then
 # the curves. Several hours: run it in the background (nohup make bench-breakout &); each run is resumable.

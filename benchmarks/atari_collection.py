@@ -33,6 +33,7 @@ from torchrl.collectors import Collector
 from torchrl.envs.utils import RandomPolicy
 
 from bench_common import compose_config, interleaved_medians, paired_ratio, rate, save
+from rlpipe.collect import make_collector
 from rlpipe.envs import make_env
 from rlpipe.exploration import make_exploration
 from rlpipe.models import make_q_network
@@ -89,10 +90,7 @@ def rlpipe_collector(cfg, num_envs: int, *, random_actions: bool):
     else:
         exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], device)
         policy = TensorDictSequential(q_network, exploration.module)
-    collector = Collector(
-        env, policy, frames_per_batch=STEPS_PER_CALL, total_frames=-1, policy_device=device, env_device=env.device,
-        storing_device="cpu", track_traj_ids=False, auto_register_policy_transforms=False,
-    )
+    collector = make_collector(env, policy, steps_per_collect=STEPS_PER_CALL, device=device)
     COLLECTORS.append(collector)
     batches = iter(collector)
     return (lambda: next(batches)), q_network

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO))
 
+from rlpipe.checkpoint import current_names as current_eval_names  # noqa: E402
 from rlpipe.config import validate  # noqa: E402
 from rlpipe.runtime import quiet_libraries  # noqa: E402
 
@@ -69,6 +70,27 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "processor": platform.processor() or platform.machine(),
     }
+
+
+_LEGACY_SUMMARY_KEYS = {"eval/return_mean": "eval_return_mean", "eval/return_std": "eval_return_std",
+                        "eval/length_mean": "eval_length_mean", "eval/best_return_mean": "best_eval_return_mean",
+                        "eval/success_rate": "eval_success_rate", "eval/primitive_steps_mean": "eval_primitive_steps_mean",
+                        # rlpipe.evaluate's output line
+                        "eval/returns": "returns"}
+
+
+def current_names(summary: dict) -> dict:
+    """A run's ``summary.json`` with every quantity under its logger name (``eval/return_mean``): runs written
+    before the names were unified (the Breakout runs measured for the README) spelled them ``eval_return_mean``,
+    ``best_eval_return_mean`` and, per evaluation (and in ``rlpipe.evaluate``'s line), ``return_mean``."""
+    summary = dict(summary)
+    for name, legacy in _LEGACY_SUMMARY_KEYS.items():
+        if legacy in summary:
+            summary[name] = summary.pop(legacy)
+    if "return_mean" in summary:  # rlpipe.evaluate's line
+        summary = current_eval_names(summary, keep=("checkpoint", "env", "step"))
+    summary["evaluations"] = [current_eval_names(e) for e in summary.get("evaluations", [])]
+    return summary
 
 
 def save(name: str, payload: dict) -> Path:

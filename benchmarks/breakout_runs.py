@@ -24,13 +24,13 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench_common import RESULTS, save  # noqa: E402
+from bench_common import RESULTS, current_names, save  # noqa: E402
 
 BAR = 20.0  # the original project's success criterion: a greedy evaluation mean game score of 20
 
 
 def load_run(run_dir: Path) -> dict:
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = current_names(json.loads((run_dir / "summary.json").read_text()))
     config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
     return {
         "run_dir": str(run_dir),
@@ -42,8 +42,8 @@ def load_run(run_dir: Path) -> dict:
         "solved_return": summary["solved_return"],
         "solved_at_step": summary["solved_at_step"],
         "solved_at_seconds": summary["solved_at_seconds"],
-        "best_eval_return_mean": summary["best_eval_return_mean"],
-        "evaluations": [{key: e[key] for key in ("step", "return_mean", "return_std", "length_mean", "wall_seconds")}
+        "eval/best_return_mean": summary["eval/best_return_mean"],
+        "evaluations": [{key: e[key] for key in ("step", "eval/return_mean", "eval/return_std", "eval/length_mean", "wall_seconds")}
                         for e in summary["evaluations"]],
         "config": config,
         "time_budget": time_budget(run_dir),
@@ -98,7 +98,7 @@ def plot(runs: dict[str, dict], path: Path, title: str) -> None:
     figure, (by_steps, by_minutes, training) = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
     for label, run in runs.items():
         evaluations = run["evaluations"]
-        scores = [e["return_mean"] for e in evaluations]
+        scores = [e["eval/return_mean"] for e in evaluations]
         suffix = "" if run["finished"] else " (cut)"
         by_steps.plot([e["step"] / 1e3 for e in evaluations], scores, marker="o", markersize=3, label=label + suffix)
         by_minutes.plot([e["wall_seconds"] / 60 for e in evaluations], scores, marker="o", markersize=3, label=label + suffix)
@@ -138,13 +138,13 @@ def main() -> None:
     epsilon_evals = {}
     for item in args.epsilon_eval:
         label, _, path = item.partition("=")
-        epsilon_evals[label] = json.loads(Path(path).read_text())
+        epsilon_evals[label] = current_names(json.loads(Path(path).read_text()))
     print("| run | finished | steps | wall min | first evaluation >= 20: step, wall min | best evaluation mean |")
     print("| --- | --- | ---: | ---: | --- | ---: |")
     for label, run in runs.items():
         solved = (f"{run['solved_at_step']:,}, {run['solved_at_seconds'] / 60:.1f}" if run["solved_at_step"] is not None else "not reached")
         print(f"| {label} | {run['finished']} | {run['steps']:,} | {run['wall_seconds'] / 60:.1f} | {solved} | "
-              f"{run['best_eval_return_mean']:.1f} |")
+              f"{run['eval/best_return_mean']:.1f} |")
     print("\nTime budget over each run (share of wall time; ms per agent step): collection = env + acting")
     print("| run | " + " | ".join(STAGES) + " | collection |")
     print("| --- |" + " ---: |" * (len(STAGES) + 1))
@@ -158,8 +158,8 @@ def main() -> None:
         print("| run | checkpoint step | mean +- std | games |")
         print("| --- | ---: | ---: | --- |")
         for label, result in epsilon_evals.items():
-            games = ", ".join(f"{score:g}" for score in result["returns"])
-            print(f"| {label} | {result['step']:,} | {result['return_mean']:.1f} +- {result['return_std']:.1f} | {games} |")
+            games = ", ".join(f"{score:g}" for score in result["eval/returns"])
+            print(f"| {label} | {result['step']:,} | {result['eval/return_mean']:.1f} +- {result['eval/return_std']:.1f} | {games} |")
     png = RESULTS / ("breakout_curves.png" if args.name == "breakout_runs" else f"{args.name}.png")
     plot(runs, png, args.title)
     print(f"wrote {png.relative_to(RESULTS.parents[1])}")

@@ -5,7 +5,7 @@ forward pass per step, on the CPU, in the same process, interleaved over several
 
 - **plain gymnasium**: ``env.step`` in a Python loop; observation -> tensor -> network -> argmax (a gymnasium
   ``SyncVectorEnv`` and batched forward passes for several environments);
-- **rlpipe**: TorchRL's ``Collector`` exactly as ``rlpipe/train.py`` builds it (``GymEnv`` + ``StepCounter`` +
+- **rlpipe**: TorchRL's ``Collector`` as ``rlpipe/train.py`` builds it (``rlpipe.collect.make_collector``) (``GymEnv`` + ``StepCounter`` +
   ``RewardSum``, policy ``TensorDictSequential(QValueActor, EGreedyModule)``, ``steps_per_collect`` steps per batch);
   "+ replay" also stores each batch in the prioritized buffer as the training loop does.
 
@@ -20,9 +20,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 from tensordict.nn import TensorDictSequential
-from torchrl.collectors import Collector
 
 from bench_common import compose_config, interleaved_medians, paired_ratio, rate, save
+from rlpipe.collect import make_collector
 from rlpipe.envs import make_env
 from rlpipe.exploration import make_exploration
 from rlpipe.models import make_q_network
@@ -58,11 +58,8 @@ def rlpipe_collector(cfg, num_envs: int, *, with_replay: bool):
     q_network = make_q_network(cfg.model, env, device)
     exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], device)
     exploration.module.eps.fill_(EPSILON)
-    collector = Collector(
-        env, TensorDictSequential(q_network, exploration.module), frames_per_batch=cfg.train.steps_per_collect,
-        total_frames=-1, policy_device=device, env_device=env.device, storing_device="cpu", track_traj_ids=False,
-        auto_register_policy_transforms=False,
-    )
+    collector = make_collector(env, TensorDictSequential(q_network, exploration.module),
+                               steps_per_collect=cfg.train.steps_per_collect, device=device)
     batches = iter(collector)
     replay = make_replay_buffer(cfg.buffer, cfg.env, env) if with_replay else None
 

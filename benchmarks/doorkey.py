@@ -51,9 +51,9 @@ def main() -> None:
     for seed in args.seeds:
         s = train("env=doorkey", f"train.seed={seed}")
         skills.append(s)
-        curve = " / ".join(f"{e['success_rate']:.2f}" for e in s["evaluations"])
-        print(f"| skills 8x8 | {seed} | {curve} | {s['eval_return_mean']:.2f} | {s['eval_length_mean']:.1f} | "
-              f"{s['eval_primitive_steps_mean']:.1f} | {s['wall_seconds']:.0f} |", flush=True)
+        curve = " / ".join(f"{e['eval/success_rate']:.2f}" for e in s["evaluations"])
+        print(f"| skills 8x8 | {seed} | {curve} | {s['eval/return_mean']:.2f} | {s['eval/length_mean']:.1f} | "
+              f"{s['eval/primitive_steps_mean']:.1f} | {s['wall_seconds']:.0f} |", flush=True)
     skills_wall_s = max(s["wall_seconds"] for s in skills)
 
     primitive = {}
@@ -64,7 +64,7 @@ def main() -> None:
         primitive[f"{size}x{size}"] = p
         for evaluation in p["evaluations"]:
             within = " (within the skills' wall time)" if evaluation["wall_seconds"] <= skills_wall_s else ""
-            print(f"| primitive {size}x{size} | {evaluation['step']} | {evaluation['success_rate']:.2f} | "
+            print(f"| primitive {size}x{size} | {evaluation['step']} | {evaluation['eval/success_rate']:.2f} | "
                   f"{evaluation['wall_seconds']:.0f}{within} |", flush=True)
     save("doorkey", {"skills": skills, "skills_wall_seconds_max": skills_wall_s, "primitive": primitive,
                      "primitive_steps": args.primitive_steps})

@@ -43,8 +43,8 @@ def run(env: str, seed: int, extra: list[str], *, cold_cache: bool) -> dict:
         "solved": summary["solved"],
         "solved_at_step": summary["solved_at_step"],
         "solved_at_seconds": summary["solved_at_seconds"],
-        "final_eval_return_mean": summary["eval_return_mean"],
-        "best_eval_return_mean": summary["best_eval_return_mean"],
+        "eval/return_mean": summary["eval/return_mean"],
+        "eval/best_return_mean": summary["eval/best_return_mean"],
         "steps": summary["steps"],
         "wall_seconds": summary["wall_seconds"],
         "process_seconds": process_seconds,
@@ -70,7 +70,7 @@ def main() -> None:
     solved = [r for r in runs if r["solved"]]
     print("\n| seed | steps to solve | wall seconds to solve | process seconds |\n| --- | ---: | ---: | ---: |")
     for r in runs:
-        steps = r["solved_at_step"] if r["solved"] else f"not solved (best {r['best_eval_return_mean']:.1f})"
+        steps = r["solved_at_step"] if r["solved"] else f"not solved (best {r['eval/best_return_mean']:.1f})"
         seconds = f"{r['solved_at_seconds']:.1f}" if r["solved"] else "-"
         print(f"| {r['seed']} | {steps} | {seconds} | {r['process_seconds']:.1f} |")
     if solved:

@@ -58,7 +58,7 @@ class Counters:
     episodes: int = 0  # training episodes finished
     best_eval_return: float = float("-inf")  # best evaluation mean so far
     wall_seconds: float = 0.0  # wall time of training so far (a resumed run's clock continues from it)
-    evaluations: list[dict[str, float]] = field(default_factory=list)  # every evaluation: step, return_mean, ...
+    evaluations: list[dict[str, float]] = field(default_factory=list)  # every evaluation: step, wall_seconds, eval/return_mean, ...
 
 
 def save_checkpoint(
@@ -161,7 +161,15 @@ def restore_checkpoint(
         buffer_dir = Path(path).parent / payload["replay_buffer"]
         _load_buffer(replay_buffer, buffer_dir)
         restored_buffer = True
-    return Counters(**payload["counters"]), restored_buffer
+    counters = dict(payload["counters"])
+    counters["evaluations"] = [current_names(e) for e in counters.get("evaluations", [])]
+    return Counters(**counters), restored_buffer
+
+
+def current_names(evaluation: dict[str, Any], *, keep: tuple[str, ...] = ("step", "wall_seconds")) -> dict[str, Any]:
+    """An evaluation as written before every quantity took its logger name (``return_mean`` -> ``eval/return_mean``;
+    checkpoints, ``summary.json`` and ``rlpipe.evaluate`` lines of that time); the ``keep`` keys stay as they are."""
+    return {key if key in keep or "/" in key else f"eval/{key}": value for key, value in evaluation.items()}
 
 
 def _dump_buffer(replay_buffer: ReplayBuffer, directory: Path) -> None:

@@ -3,8 +3,7 @@
 Hydra composes the run's configuration from ``conf/``; :func:`validate` then checks it before any work starts.
 Every key must be known, of the declared type, and inside its allowed range; an error names the key and what is
 allowed. The YAML files under ``conf/`` hold the values and a one-line comment per key; the dataclasses below hold
-only the types and the rules. Groups with several families (``env``, ``model``, ``exploration``, ``buffer``,
-``logger``) pick their schema from their ``kind`` key, so a new family adds one dataclass and one entry in
+only the types and the rules. Groups with several families (``env``, ``model``, ``exploration``, ``buffer``) pick their schema from their ``kind`` key, so a new family adds one dataclass and one entry in
 ``_FAMILY_SCHEMAS``.
 """
 
@@ -132,6 +131,7 @@ class ClassicEnvConfig:
     kind: str = _key(one_of("classic"))
     id: str = _key()
     num_envs: int = _key(at_least(1))
+    parallel: bool = _key(default=False)  # (default: checkpoints from before the key existed)
     solved_return: Optional[float] = _key(default=None)
 
 
@@ -233,19 +233,26 @@ class UniformBufferConfig:
 
 @dataclass
 class CsvLoggerConfig:
-    kind: str = _key(one_of("csv"))
+    pass
 
 
 @dataclass
 class TensorboardLoggerConfig:
-    kind: str = _key(one_of("tensorboard"))
+    pass
 
 
 @dataclass
 class WandbLoggerConfig:
-    kind: str = _key(one_of("wandb"))
     mode: str = _key(one_of("offline", "online"))
     project: str = _key()
+    group: Optional[str] = _key(default=None)
+
+
+@dataclass
+class LoggerConfig:  # logger=csv, or several at once: logger=[csv,tensorboard] (an entry per logger that is on)
+    csv: Optional[CsvLoggerConfig] = None
+    tensorboard: Optional[TensorboardLoggerConfig] = None
+    wandb: Optional[WandbLoggerConfig] = None
 
 
 # Sections with one schema, and sections whose schema is chosen by their `kind` key.
@@ -254,13 +261,13 @@ _SECTION_SCHEMAS: dict[str, type] = {
     "eval": EvalConfig,
     "record": RecordConfig,
     "checkpoint": CheckpointConfig,
+    "logger": LoggerConfig,
 }
 _FAMILY_SCHEMAS: dict[str, dict[str, type]] = {
     "env": {"classic": ClassicEnvConfig, "atari": AtariEnvConfig, "doorkey": DoorKeyEnvConfig},
     "model": {"mlp": MlpConfig, "nature_cnn": NatureCnnConfig},
     "exploration": {"egreedy": EGreedyConfig, "temperature": TemperatureConfig},
     "buffer": {"prioritized": PrioritizedBufferConfig, "uniform": UniformBufferConfig},
-    "logger": {"csv": CsvLoggerConfig, "tensorboard": TensorboardLoggerConfig, "wandb": WandbLoggerConfig},
 }
 _TOP_LEVEL_KEYS = ("resume",)  # resume: path to a checkpoint, or null
 
@@ -273,6 +280,9 @@ def validate(cfg: DictConfig) -> DictConfig:
     """
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
+    if isinstance(plain.get("logger"), dict) and "kind" in plain["logger"]:  # checkpoints from before logger=[a,b]
+        legacy = dict(plain["logger"])
+        plain["logger"] = {legacy.pop("kind"): legacy}
     known = (*_SECTION_SCHEMAS, *_FAMILY_SCHEMAS, *_TOP_LEVEL_KEYS)
     for key in plain:
         if key not in known:
@@ -296,6 +306,8 @@ def validate(cfg: DictConfig) -> DictConfig:
         if missing:
             raise ConfigError(f"{section}.{missing[0]} has no value: set it in conf/ or on the command line")
         _check_rules(typed[section], schema, prefix=f"{section}.")
+        if schema is LoggerConfig and typed[section].wandb is not None:
+            _check_rules(typed[section].wandb, WandbLoggerConfig, prefix="logger.wandb.")
     resume = plain.get("resume")
     if resume is not None and not isinstance(resume, str):
         raise ConfigError(f"resume={resume!r} is invalid: expected a path to a checkpoint, or null")
@@ -442,9 +454,9 @@ def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}`` (lists stay values)."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             flat.update(_leaves(value, f"{prefix}{key}."))
-        else:
+        else:  # (an empty section, e.g. logger.csv: {}, is a value: it switches the CSV logger on)
             flat[f"{prefix}{key}"] = value
     return flat
 
@@ -456,6 +468,9 @@ def _tree(flat: dict[str, Any]) -> dict[str, Any]:
         *parents, name = key.split(".")
         node = tree
         for parent in parents:
-            node = node.setdefault(parent, {})
-        node[name] = value
+            if not isinstance(node.get(parent), dict):  # (a section off in one config, e.g. logger.wandb: null)
+                node[parent] = {}
+            node = node[parent]
+        if not (value is None and isinstance(node.get(name), dict)):  # a section's keys outweigh its null
+            node[name] = value
     return tree

@@ -3,7 +3,10 @@
 ``evaluate_policy`` is what training calls; ``python -m rlpipe.evaluate checkpoint=PATH eval.episodes=20`` loads a
 checkpoint, rebuilds its environment and Q-network from the configuration stored in it, and prints one JSON line::
 
-    {"checkpoint": ..., "env": "CartPole-v1", "step": 50000, "episodes": 20, "return_mean": 500.0, "return_std": 0.0, ...}
+    {"checkpoint": ..., "env": "CartPole-v1", "step": 50000, "eval/episodes": 20, "eval/return_mean": 500.0, ...}
+
+Every quantity has one name, the logger's (``eval/return_mean``), in the progress bar, the logs, ``summary.json``,
+``evaluations.jsonl`` and this output.
 """
 
 from __future__ import annotations
@@ -136,13 +139,10 @@ def main(cfg: DictConfig) -> None:
                 "checkpoint": str(cfg.checkpoint),
                 "env": agent.env_cfg.id,
                 "step": agent.checkpoint_step,
-                "episodes": cfg.eval.episodes,
-                "epsilon": cfg.eval.epsilon,
-                "return_mean": result.return_mean,
-                "return_std": result.return_std,
-                "length_mean": result.length_mean,
-                **result.extra_means(),
-                "returns": result.returns.tolist(),
+                "eval/episodes": cfg.eval.episodes,
+                "eval/epsilon": cfg.eval.epsilon,
+                **result.as_metrics(),
+                "eval/returns": result.returns.tolist(),
             }
         )
     )

@@ -109,7 +109,6 @@ class Exploration:
     module: TensorDictModuleBase
     schedule: EpsilonSchedule | TemperatureSchedule
     name: str  # the scheduled parameter's metric name, train/<name>
-    label: str  # its progress-bar label
 
     def update(self, *, step: int, episodes: int) -> float:
         """Sets the module's parameter for the run's counters and returns it (for logging)."""
@@ -144,7 +143,7 @@ def make_exploration(
         module: TensorDictModuleBase = BoltzmannModule(
             temperature=temperature(0), **({"mask_key": action_mask_key} if action_mask_key else {})
         ).to(device)
-        exploration = Exploration(module=module, schedule=temperature, name="temperature", label="temp")
+        exploration = Exploration(module=module, schedule=temperature, name="temperature")
     else:
         epsilon = EpsilonSchedule(
             eps_init=exploration_cfg.eps_init,
@@ -160,6 +159,6 @@ def make_exploration(
             action_mask_key=action_mask_key,
             device=device,
         )
-        exploration = Exploration(module=module, schedule=epsilon, name="epsilon", label="eps")
+        exploration = Exploration(module=module, schedule=epsilon, name="epsilon")
     exploration.update(step=0, episodes=0)
     return exploration

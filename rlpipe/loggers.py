@@ -24,30 +24,78 @@ from torchrl.record.loggers.wandb import WandbLogger
 from rlpipe.config import ConfigError
 
 
-def make_logger(logger_cfg: DictConfig, run_dir: Path, *, run_name: str, config: DictConfig) -> Logger:
-    """A TorchRL logger writing under ``<run_dir>/logs/``, with the run's configuration logged as hyperparameters.
+def make_logger(logger_cfg: DictConfig, run_dir: Path, *, run_name: str, config: DictConfig, group: str | None = None) -> Loggers:
+    """The run's TorchRL loggers (``logger=csv``, or several: ``logger=[csv,tensorboard]``), writing under
+    ``<run_dir>/logs/``, with the run's configuration logged as hyperparameters.
 
     Args:
-        logger_cfg: the ``logger`` config section.
+        logger_cfg: the ``logger`` config section: one entry per logger (``csv``, ``tensorboard``, ``wandb``).
         run_dir: the run directory.
         run_name: the run's display name (W&B).
         config: the resolved configuration, logged once as hyperparameters.
+        group: the W&B group of the run (a sweep's runs share one); ``logger.wandb.group`` when it is set.
     """
     log_dir = run_dir / "logs"
-    if logger_cfg.kind == "csv":
-        logger: Logger = CSVLogger(exp_name="csv", log_dir=str(log_dir))
-        _add_header_rows(logger.experiment)
-    elif logger_cfg.kind == "tensorboard":
-        logger = TensorboardLogger(exp_name="tensorboard", log_dir=str(log_dir))
-    else:
-        logger = WandbLogger(
+    loggers: list[Logger] = []
+    if logger_cfg.get("csv") is not None:
+        csv = CSVLogger(exp_name="csv", log_dir=str(log_dir))
+        _add_header_rows(csv.experiment)
+        loggers.append(csv)
+    if logger_cfg.get("tensorboard") is not None:
+        loggers.append(TensorboardLogger(exp_name="tensorboard", log_dir=str(log_dir)))
+    if logger_cfg.get("wandb") is not None:
+        loggers.append(WandbLogger(
             exp_name=run_name,
-            offline=logger_cfg.mode == "offline",
+            offline=logger_cfg.wandb.mode == "offline",
             save_dir=str(log_dir),
-            project=logger_cfg.project,
-        )
-    logger.log_hparams(_flatten(OmegaConf.to_container(config, resolve=True)))
-    return logger
+            project=logger_cfg.wandb.project,
+            group=logger_cfg.wandb.group or group,
+        ))
+    hparams = _flatten(OmegaConf.to_container(config, resolve=True))
+    for logger in loggers:
+        logger.log_hparams(hparams)
+    return Loggers(loggers)
+
+
+class Loggers:
+    """Every logger of the run: each call goes to all of them (composition: TorchRL has no multi-logger).
+
+    Args:
+        loggers: the TorchRL loggers, in the order of ``conf/logger``'s entries.
+    """
+
+    def __init__(self, loggers: list[Logger]) -> None:
+        self.loggers = loggers
+
+    def log_metrics(self, metrics: dict[str, float], *, step: int) -> None:
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=step)
+
+    def log_video(self, name: str, path: Path, *, step: int) -> None:
+        """Hands an MP4 written by :mod:`rlpipe.record` to every logger that shows videos (:func:`log_video`)."""
+        for logger in self.loggers:
+            log_video(logger, name, path, step=step)
+
+    def log_checkpoints(self, paths: list[Path]) -> None:
+        """Uploads the run's checkpoints as one W&B artifact of type ``model``, ``run-<W&B run id>-checkpoints``
+        (offline: kept for ``wandb sync``); the CSV and TensorBoard loggers have nothing to do (the files are in
+        the run directory)."""
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                import wandb
+
+                artifact = wandb.Artifact(f"run-{logger.experiment.id}-checkpoints", type="model")
+                for path in paths:
+                    artifact.add_file(str(path))
+                logger.experiment.log_artifact(artifact)
+
+    def close(self) -> None:
+        """Flushes and closes what needs it (W&B finishes its run: an offline run is complete on disk)."""
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.finish()
+            elif isinstance(logger, TensorboardLogger):
+                logger.experiment.close()
 
 
 def log_video(logger: Logger, name: str, path: Path, *, step: int) -> None:
@@ -103,9 +151,10 @@ def _add_header_rows(experiment: Any) -> None:
 
 def check_logger(logger_cfg: DictConfig) -> None:
     """Refuses, with one line, a logger that cannot work here: W&B online mode without an API key."""
-    if logger_cfg.kind == "wandb" and logger_cfg.mode == "online" and not _wandb_api_key_found():
-        raise ConfigError("logger.mode=online needs a W&B API key (WANDB_API_KEY, or `wandb login`) and none was found; "
-                          "use logger.mode=offline and upload later with `wandb sync`")
+    wandb_cfg = logger_cfg.get("wandb")
+    if wandb_cfg is not None and wandb_cfg.mode == "online" and not _wandb_api_key_found():
+        raise ConfigError("logger.wandb.mode=online needs a W&B API key (WANDB_API_KEY, or `wandb login`) and none was "
+                          "found; use logger.wandb.mode=offline and upload later with `wandb sync`")
 
 
 def _wandb_api_key_found() -> bool:

@@ -38,7 +38,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictSequential
-from torchrl.collectors import Collector
 from torchrl.modules import QValueActor
 from tqdm import tqdm
 
@@ -50,6 +49,7 @@ from rlpipe.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from rlpipe.collect import make_collector
 from rlpipe.config import ConfigError, resumed_config, validate
 from rlpipe.envs import action_mask_key, episode_stats, make_env, score_key, transition_keys
 from rlpipe.evaluate import EvalResult, evaluate_policy
@@ -62,7 +62,7 @@ from rlpipe.learner import (
     make_optimizer,
     make_target_updater,
 )
-from rlpipe.loggers import MetricWindow, StageClock, check_logger, log_video, make_logger
+from rlpipe.loggers import MetricWindow, StageClock, check_logger, make_logger
 from rlpipe.models import make_q_network
 from rlpipe.record import make_training_recorder
 from rlpipe.keys import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, INDEX_KEY, PRIORITY_WEIGHT_KEY
@@ -80,6 +80,7 @@ from rlpipe.runtime import (
 
 _log = logging.getLogger("rlpipe")
 EVAL_SEED_OFFSET = 1_000_000  # evaluation environments are seeded apart from the training environment
+EVALUATIONS_FILE = "evaluations.jsonl"  # one line per evaluation, appended as it happens
 
 
 class TrainingDiverged(RuntimeError):
@@ -91,7 +92,7 @@ class RunComplete(Exception):
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     hydra_dir = Path(hydra_cfg.runtime.output_dir)  # Hydra made it (with .hydra/ and train.log) before this call
     named_dir = any(o.startswith("hydra.run.dir=") for o in hydra_cfg.overrides.hydra)
@@ -109,14 +110,16 @@ def main(cfg: DictConfig) -> None:
         _remove_if_unused(run_dir, default_layout=not named_dir)
         _remove_if_unused(hydra_dir, default_layout=not named_dir)
 
+    # A sweep's runs form one W&B group, named after the sweep directory (its date and time, or its experiment).
+    group = "-".join(Path(hydra_cfg.sweep.dir).parts[-2:]) if hydra_cfg.mode == RunMode.MULTIRUN else None
     # SIGINT/SIGTERM stop the run cleanly from here on (train() checks them after every collect).
     with StopSignals() as stop:
         try:
-            summary = train(cfg, run_dir, overrides=list(hydra_cfg.overrides.task), stop=stop)
+            summary = train(cfg, run_dir, overrides=list(hydra_cfg.overrides.task), stop=stop, group=group)
         except RunComplete as done:
             discard()
             print(f"rlpipe.train: {done}")
-            return
+            return None
         except ConfigError as err:
             discard()
             raise SystemExit(f"rlpipe.train: invalid configuration: {err}") from None
@@ -130,15 +133,18 @@ def main(cfg: DictConfig) -> None:
             raise SystemExit(128 + signum.value)
         solved = f"; solved at step {summary['solved_at_step']} after {summary['solved_at_seconds']:.1f} s" if summary["solved"] else ""
         print(f"run directory: {summary['run_dir']}")
-        success = f", success rate {summary['eval_success_rate']:.2f}" if "eval_success_rate" in summary else ""
+        success = f", success rate {summary['eval/success_rate']:.2f}" if "eval/success_rate" in summary else ""
         print(
-            f"final evaluation: {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} over "
-            f"{summary['eval_episodes']} episodes{success} at step {summary['steps']}{solved}"
+            f"final evaluation: {summary['eval/return_mean']:.1f} +- {summary['eval/return_std']:.1f} over "
+            f"{summary['eval/episodes']} episodes{success} at step {summary['steps']}{solved}"
         )
         print(json.dumps({key: value for key, value in summary.items() if key != "evaluations"}))
+    return summary["eval/return_mean"]  # what a sweeper optimizes (hydra/sweeper=optuna)
 
 
-def train(cfg: DictConfig, run_dir: Path, *, overrides: Sequence[str] = (), stop: StopSignals | None = None) -> dict[str, Any]:
+def train(
+    cfg: DictConfig, run_dir: Path, *, overrides: Sequence[str] = (), stop: StopSignals | None = None, group: str | None = None
+) -> dict[str, Any]:
     """Trains a DQN agent as ``cfg`` says; writes config, logs, checkpoints and ``summary.json`` into ``run_dir``
     and returns the summary.
 
@@ -152,6 +158,7 @@ def train(cfg: DictConfig, run_dir: Path, *, overrides: Sequence[str] = (), stop
         run_dir: where the run's files go.
         overrides: the command line's overrides (Hydra's ``key=value`` / ``group=option`` strings).
         stop: SIGINT/SIGTERM handlers already installed by the caller; by default installed here for the run.
+        group: the W&B group of the run (the runs of one sweep share it).
     """
     started = time.perf_counter()
     quiet_libraries()
@@ -171,11 +178,18 @@ def train(cfg: DictConfig, run_dir: Path, *, overrides: Sequence[str] = (), stop
                           f"{cfg.env.num_envs} (every env takes the same number of steps)")
     # Whatever the run leaves to clean up (its memory-mapped replay) is cleaned up at the end, exceptions included.
     with (StopSignals() if stop is None else nullcontext(stop)) as stop, ExitStack() as cleanup:
-        return _train(cfg, run_dir, resume_from, stop=stop, cleanup=cleanup, started=started)
+        return _train(cfg, run_dir, resume_from, stop=stop, cleanup=cleanup, started=started, group=group)
 
 
 def _train(
-    cfg: DictConfig, run_dir: Path, resume_from: dict[str, Any] | None, *, stop: StopSignals, cleanup: ExitStack, started: float
+    cfg: DictConfig,
+    run_dir: Path,
+    resume_from: dict[str, Any] | None,
+    *,
+    stop: StopSignals,
+    cleanup: ExitStack,
+    started: float,
+    group: str | None,
 ) -> dict[str, Any]:
     """The body of :func:`train`: build every piece, then the loop."""
     if cfg.train.num_threads is not None:
@@ -228,7 +242,9 @@ def _train(
         scratch.keep = cfg.buffer.keep_memmap_files  # (a rejected run's replay files go in any case)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    logger = make_logger(cfg.logger, run_dir, run_name=run_dir.name, config=cfg)
+    _write_lines(run_dir / EVALUATIONS_FILE, counters.evaluations)  # a resumed run's, as of its checkpoint
+    logger = make_logger(cfg.logger, run_dir, run_name=run_dir.name, config=cfg, group=group)
+    cleanup.callback(logger.close)
     if resume_from is not None:
         _inherit(Path(cfg.resume).parent / "best.pt", checkpoint_dir / "best.pt")  # the run's best so far
     wall_before = counters.wall_seconds  # a resumed run's clock continues from its checkpoint
@@ -257,18 +273,7 @@ def _train(
     log_interval = cfg.train.log_interval_steps
     save_buffer = cfg.checkpoint.save_buffer
 
-    collector = Collector(
-        env,
-        policy,
-        frames_per_batch=cfg.train.steps_per_collect,
-        total_frames=-1,  # the loop below decides when to stop
-        init_random_frames=random_steps,
-        policy_device=device,
-        env_device=env.device,
-        storing_device="cpu",
-        track_traj_ids=False,
-        auto_register_policy_transforms=False,  # the policy is not recurrent: it needs no extra env transforms
-    )
+    collector = make_collector(env, policy, steps_per_collect=cfg.train.steps_per_collect, device=device, random_steps=random_steps)
 
     def checkpoint(name: str, *, with_buffer: bool) -> Path:
         counters.wall_seconds = elapsed()
@@ -357,14 +362,14 @@ def _train(
         if (counters.step >= next_eval or finishing) and not interrupted:
             with clock("eval"):
                 last_eval = evaluate_policy(eval_env, q_network, device=device, epsilon=eval_epsilon)
-            evaluations.append({"step": counters.step, "return_mean": last_eval.return_mean, "return_std": last_eval.return_std,
-                                "length_mean": last_eval.length_mean, **last_eval.extra_means(), "wall_seconds": elapsed()})
+            evaluations.append({"step": counters.step, "wall_seconds": elapsed(), **last_eval.as_metrics()})
+            _append_line(run_dir / EVALUATIONS_FILE, evaluations[-1])  # (a killed run's curve survives it)
             logger.log_metrics(last_eval.as_metrics(), step=counters.step)
             if recorder is not None:  # record.dataset / record.video: more episodes with the evaluation policy
                 with clock("record"):
                     video = recorder.record(q_network, step=counters.step)
                     if video is not None:
-                        log_video(logger, "eval/video", video, step=counters.step)
+                        logger.log_video("eval/video", video, step=counters.step)
             _log.info("step %s: evaluation %.2f +- %.2f over %d episodes (%.1f wall minutes)", f"{counters.step:,}",
                       last_eval.return_mean, last_eval.return_std, cfg.eval.episodes, elapsed() / 60)
             if last_eval.return_mean > counters.best_eval_return:
@@ -395,12 +400,12 @@ def _train(
             if prioritized:
                 metrics["buffer/beta"] = replay.sampler.beta
             logger.log_metrics(metrics, step=counters.step)
-            progress.set_postfix(
-                reward=f"{window.recent_return:.1f}",
-                **{exploration.label: f"{exploration_value:.3f}"},
-                loss=f"{metrics.get('train/loss', float('nan')):.4f}",
-                eval=f"{last_eval.return_mean:.1f}" if last_eval else "-",
-            )
+            progress.set_postfix({  # the logger's names (episode/reward: the last 20 training episodes)
+                "episode/reward": f"{window.recent_return:.1f}",
+                f"train/{exploration.name}": f"{exploration_value:.3f}",
+                "train/loss": f"{metrics.get('train/loss', float('nan')):.4f}",
+                "eval/return_mean": f"{last_eval.return_mean:.1f}" if last_eval else "-",
+            })
             next_log = _next_multiple(counters.step, log_interval)
         progress.update(batch.numel())
         if stopping:
@@ -417,6 +422,7 @@ def _train(
     _log.info("stopped by %s at step %s after %.1f wall seconds", summary["stopped_by"], f"{counters.step:,}", counters.wall_seconds)
     _remove_if_empty(run_dir / "logs" / "csv" / "videos")  # TorchRL's CSV logger makes it; recorded videos go to <run>/videos
     logger.log_metrics({"summary/wall_seconds": summary["wall_seconds"]}, step=counters.step)
+    logger.log_checkpoints([Path(path) for path in summary["checkpoints"].values() if path])
     return summary
 
 
@@ -442,12 +448,9 @@ def _summary(
         "total_steps": cfg.train.total_steps,
         "updates": counters.updates,
         "episodes": counters.episodes,
-        "eval_return_mean": last_eval.return_mean if last_eval else None,
-        "eval_return_std": last_eval.return_std if last_eval else None,
-        "eval_episodes": cfg.eval.episodes,
-        "eval_length_mean": last_eval.length_mean if last_eval else None,
-        **({f"eval_{name}": value for name, value in last_eval.extra_means().items()} if last_eval else {}),
-        "best_eval_return_mean": counters.best_eval_return if math.isfinite(counters.best_eval_return) else None,
+        "eval/episodes": cfg.eval.episodes,
+        **({"eval/return_mean": None, "eval/return_std": None, "eval/length_mean": None} | (last_eval.as_metrics() if last_eval else {})),
+        "eval/best_return_mean": counters.best_eval_return if math.isfinite(counters.best_eval_return) else None,
         "solved_return": cfg.env.solved_return,
         **({"solved_success_rate": cfg.env.solved_success_rate} if "solved_success_rate" in cfg.env else {}),
         "solved": solved_at is not None,
@@ -462,10 +465,23 @@ def _summary(
     }
 
 
+def _write_lines(path: Path, entries: list[dict[str, Any]]) -> None:
+    """Writes a JSON-lines file atomically."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    temporary.replace(path)
+
+
+def _append_line(path: Path, entry: dict[str, Any]) -> None:
+    """Appends ``entry`` to a JSON-lines file (one ``write`` of one line: a killed run leaves whole lines)."""
+    with path.open("a") as file:
+        file.write(json.dumps(entry) + "\n")
+
+
 def _solved_when(env_cfg: DictConfig) -> dict[str, float]:
     """What counts as solved: evaluation means and their thresholds (``env.solved_return``, and
     ``env.solved_success_rate`` for tasks with a success flag); empty when the task sets none."""
-    thresholds = {"return_mean": env_cfg.solved_return, "success_rate": env_cfg.get("solved_success_rate")}
+    thresholds = {"eval/return_mean": env_cfg.solved_return, "eval/success_rate": env_cfg.get("solved_success_rate")}
     return {name: value for name, value in thresholds.items() if value is not None}
 
 

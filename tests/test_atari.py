@@ -44,7 +44,7 @@ def test_temperature_decays_three_times_slower_per_episode_down_to_its_floor():
     exploration = make_exploration(compose_config(["exploration=temperature"]).exploration, None, CPU)
     assert exploration.update(step=123, episodes=300) == pytest.approx(0.995**100)
     assert exploration.module.temperature.item() == pytest.approx(0.995**100)
-    assert (exploration.name, exploration.label) == ("temperature", "temp")
+    assert exploration.name == "temperature"
 
 
 def test_boltzmann_samples_follow_softmax_of_q_over_temperature():

@@ -35,10 +35,10 @@ def cartpole_run(tmp_path_factory) -> Path:
 
 def test_train_writes_the_run_directory(cartpole_run):
     summary = json.loads((cartpole_run / "summary.json").read_text())
-    for key in ("steps", "eval_return_mean", "eval_return_std", "wall_seconds", "updates", "episodes"):
+    for key in ("steps", "eval/return_mean", "eval/return_std", "wall_seconds", "updates", "episodes"):
         assert key in summary
     assert summary["steps"] >= 600 and summary["updates"] > 0 and summary["wall_seconds"] > 0
-    assert summary["eval_episodes"] == 3 and len(summary["evaluations"]) >= 2
+    assert summary["eval/episodes"] == 3 and len(summary["evaluations"]) >= 2
     assert (cartpole_run / "checkpoints" / "best.pt").is_file()
     assert (cartpole_run / "checkpoints" / "last.pt").is_file()
     assert OmegaConf.load(cartpole_run / "config.yaml").train.total_steps == 600  # resolved config
@@ -50,6 +50,20 @@ def test_train_writes_the_run_directory(cartpole_run):
         assert header == "step,value" and rows, metric
         step, value = rows[-1].split(",")
         assert int(step) > 0 and value != "nan", metric
+
+
+def test_one_name_per_quantity_in_logs_summary_and_evaluations(cartpole_run):
+    """``eval/return_mean`` is spelled the same in the CSV log, summary.json, evaluations.jsonl and rlpipe.evaluate."""
+    summary = json.loads((cartpole_run / "summary.json").read_text())
+    lines = [json.loads(line) for line in (cartpole_run / "evaluations.jsonl").read_text().splitlines()]
+    assert lines == summary["evaluations"]
+    assert len(lines) == 2 and lines[-1]["step"] == 600  # (the first after the collect that passed 300)
+    logged = (cartpole_run / "logs" / "csv" / "scalars" / "eval" / "return_mean.csv").read_text().splitlines()[1:]
+    assert [float(row.split(",")[1]) for row in logged] == pytest.approx([e["eval/return_mean"] for e in lines])
+    assert summary["eval/return_mean"] == lines[-1]["eval/return_mean"]
+    assert {key for key in summary if "return_mean" in key} == {"eval/return_mean", "eval/best_return_mean"}
+    evaluated = run_module("rlpipe.evaluate", f"checkpoint={cartpole_run / 'checkpoints' / 'last.pt'}", "eval.episodes=2")
+    assert "eval/return_mean" in evaluated.json_lines()[-1]
 
 
 def test_checkpoint_names_every_stateful_piece(cartpole_run):
@@ -81,9 +95,9 @@ def test_evaluate_cli_prints_one_json_line(cartpole_run):
     result = run_module("rlpipe.evaluate", f"checkpoint={cartpole_run / 'checkpoints' / 'best.pt'}", "eval.episodes=4")
     assert result.returncode == 0, result.stderr
     (line,) = result.json_lines()
-    assert line["episodes"] == 4 and len(line["returns"]) == 4
-    assert line["return_mean"] == pytest.approx(sum(line["returns"]) / 4)
-    assert line["return_std"] >= 0 and line["env"] == "CartPole-v1"
+    assert line["eval/episodes"] == 4 and len(line["eval/returns"]) == 4
+    assert line["eval/return_mean"] == pytest.approx(sum(line["eval/returns"]) / 4)
+    assert line["eval/return_std"] >= 0 and line["env"] == "CartPole-v1"
 
 
 def test_lunarlander_smoke(tmp_path):
@@ -109,7 +123,7 @@ def test_breakout_smoke_and_resume_with_the_frame_buffer(tmp_path):
     assert (config.env.num_envs, config.train.batch_size, config.train.n_step, config.checkpoint.save_buffer) == (4, 32, 3, True)
     summary = json.loads((first / "summary.json").read_text())
     assert summary["env"] == "ALE/Breakout-v5" and summary["steps"] >= 960 and summary["updates"] > 0
-    assert summary["finished"] and summary["eval_return_mean"] >= 0  # the game score, no shaping penalties
+    assert summary["finished"] and summary["eval/return_mean"] >= 0  # the game score, no shaping penalties
     scalars = first / "logs" / "csv" / "scalars"
     for metric in ("episode/score", "episode/reward", "train/temperature", "buffer/priority_max", "train/loss"):
         assert (scalars / f"{metric}.csv").read_text().strip(), metric

@@ -44,6 +44,7 @@ def test_every_option_composes_and_builds(group, option, tmp_path):
     make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
     logger = make_logger(cfg.logger, tmp_path, run_name="test", config=cfg)
     logger.log_metrics({"train/loss": 1.0}, step=1)
+    logger.close()
     td = q_network(env.reset())
     assert td["action_value"].shape[-1] == env.full_action_spec_unbatched["action"].space.n
     assert exploration.update(step=0, episodes=0) > 0

@@ -133,11 +133,11 @@ def test_doorkey_cli_reports_success_and_the_agent_api_acts(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["env"] == SKILL_ENV_ID and 0.0 <= summary["eval_success_rate"] <= 1.0
-    assert summary["eval_primitive_steps_mean"] > 0
+    assert summary["env"] == SKILL_ENV_ID and 0.0 <= summary["eval/success_rate"] <= 1.0
+    assert summary["eval/primitive_steps_mean"] > 0
     # decisions per episode beside primitive steps (max_decisions caps an episode at 100 decisions)
-    assert 1 <= summary["eval_length_mean"] <= 100
-    assert summary["eval_primitive_steps_mean"] >= summary["eval_length_mean"]
+    assert 1 <= summary["eval/length_mean"] <= 100
+    assert summary["eval/primitive_steps_mean"] >= summary["eval/length_mean"]
     assert "success rate" in result.stdout
     scalars = tmp_path / "logs" / "csv" / "scalars"
     for metric in ("episode/success", "episode/primitive_steps", "episode/length", "eval/success_rate"):
@@ -167,11 +167,11 @@ def _short_run(tmp_path, *overrides: str) -> dict:
 def test_primitive_doorkey_cli_smoke(tmp_path):
     summary = _short_run(tmp_path, "env=doorkey_primitive", "env.size=5")
     assert summary["env"] == "rlpipe/DoorKeyPrimitive-v0" and summary["steps"] >= 600
-    assert "eval_success_rate" in summary and summary["eval_primitive_steps_mean"] > 0
+    assert "eval/success_rate" in summary and summary["eval/primitive_steps_mean"] > 0
 
 
 def test_doorkey_cli_with_masked_boltzmann_exploration(tmp_path):
     summary = _short_run(tmp_path, "env=doorkey", "exploration=temperature")
-    assert summary["steps"] >= 600 and summary["updates"] > 0 and 0.0 <= summary["eval_success_rate"] <= 1.0
+    assert summary["steps"] >= 600 and summary["updates"] > 0 and 0.0 <= summary["eval/success_rate"] <= 1.0
     step, temperature = (tmp_path / "logs" / "csv" / "scalars" / "train" / "temperature.csv").read_text().split()[-1].split(",")
     assert int(step) >= 600 and 0.05 <= float(temperature) < 1.0  # decayed per finished episode from 1.0

@@ -23,11 +23,11 @@ def test_cartpole_default_config_solves_within_50k_steps(tmp_path):
     summary = _train(tmp_path, "train.seed=0")
     assert summary["solved"], summary["evaluations"]
     assert summary["solved_at_step"] <= 50_000
-    assert summary["eval_episodes"] == 20 and summary["eval_return_mean"] >= 475
+    assert summary["eval/episodes"] == 20 and summary["eval/return_mean"] >= 475
     # the saved agent holds up on 20 fresh episodes
     result = run_module("rlpipe.evaluate", f"checkpoint={tmp_path / 'checkpoints' / 'best.pt'}", "eval.episodes=20", "eval.seed=123")
     assert result.returncode == 0, result.stderr
-    assert result.json_lines()[-1]["return_mean"] >= 475
+    assert result.json_lines()[-1]["eval/return_mean"] >= 475
 
 
 @pytest.mark.slow
@@ -48,13 +48,13 @@ def test_doorkey_skills_reach_99_percent_success_within_20k_decisions(tmp_path):
     # every 5,000 decisions), seed 0. Every measured 20k-decision run reached 1.00 (README, "MiniGrid DoorKey with
     # skills"), but the curve before that varies with seed and thread count, so only the end is asserted.
     summary = _train(tmp_path, "env=doorkey", "train.seed=0")
-    assert summary["steps"] <= 20_000 + 4 and summary["eval_episodes"] == 100
-    assert summary["eval_success_rate"] >= 0.99, summary["evaluations"]
-    assert 3 <= summary["eval_length_mean"] <= 10  # GetKey, OpenDoor, GoToGoal (+ the odd detour)
+    assert summary["steps"] <= 20_000 + 4 and summary["eval/episodes"] == 100
+    assert summary["eval/success_rate"] >= 0.99, summary["evaluations"]
+    assert 3 <= summary["eval/length_mean"] <= 10  # GetKey, OpenDoor, GoToGoal (+ the odd detour)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_doorkey_skills_reach_99_percent_on_other_seeds(tmp_path, seed):
     summary = _train(tmp_path, "env=doorkey", f"train.seed={seed}")
-    assert summary["eval_success_rate"] >= 0.99, summary["evaluations"]
+    assert summary["eval/success_rate"] >= 0.99, summary["evaluations"]

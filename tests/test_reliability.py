@@ -149,11 +149,16 @@ def test_after_sigkill_the_periodic_checkpoint_is_intact_and_resumes(tmp_path):
     assert step >= 500
     summary = json.loads((run_dir / "summary.json").read_text())  # the evaluations so far, a whole file
     assert summary["evaluations"] and not summary["finished"]
+    killed_curve = [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]  # whole lines
+    assert killed_curve[: len(summary["evaluations"])] == summary["evaluations"]
     result = run_module("rlpipe.train", f"resume={run_dir / 'checkpoints' / 'last.pt'}", f"train.total_steps={step + 256}",
                         cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     resumed = json.loads((run_dir / "summary.json").read_text())  # a resumed run continues in its own directory
     assert resumed["finished"] and resumed["steps"] == step + 256
+    curve = [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
+    assert curve == resumed["evaluations"]  # evaluations after the checkpoint were dropped and played again, once
+    assert len({e["step"] for e in curve}) == len(curve) and curve[: len(last["counters"]["evaluations"])] == last["counters"]["evaluations"]
 
 
 # ------------------------------------------------------------------------------------------------ resume semantics
@@ -184,9 +189,19 @@ def test_resume_refuses_an_override_it_cannot_apply(base_run, tmp_path, override
 def test_resume_without_overrides_takes_the_checkpoint_configuration():
     stored = OmegaConf.to_container(compose_config(["env=lunarlander", "train.batch_size=48", "logger=tensorboard"]))
     cfg = resumed_config(stored, compose_config(["resume=x.pt"]), ["resume=x.pt"])
-    assert (cfg.env.id, cfg.train.batch_size, cfg.logger.kind, cfg.resume) == ("LunarLander-v3", 48, "tensorboard", "x.pt")
-    cfg = resumed_config(stored, compose_config(["logger=csv", "train.total_steps=9000"]), ["logger=csv", "train.total_steps=9000"])
-    assert (cfg.logger.kind, cfg.train.total_steps, cfg.env.id) == ("csv", 9000, "LunarLander-v3")
+    assert (cfg.env.id, cfg.train.batch_size, cfg.resume) == ("LunarLander-v3", 48, "x.pt")
+    assert (cfg.logger.tensorboard, cfg.logger.csv) == ({}, None)
+    overrides = ["logger=[csv,wandb]", "train.total_steps=9000"]
+    cfg = resumed_config(stored, compose_config(overrides), overrides)
+    assert (cfg.train.total_steps, cfg.env.id, cfg.logger.tensorboard, cfg.logger.csv) == (9000, "LunarLander-v3", None, {})
+    assert cfg.logger.wandb.mode == "offline"
+
+
+def test_checkpoints_from_before_several_loggers_still_load():
+    stored = OmegaConf.to_container(compose_config(["logger=wandb"]))
+    stored["logger"] = {"kind": "wandb", "mode": "offline", "project": "old"}  # how such checkpoints stored it
+    cfg = resumed_config(stored, compose_config(["resume=x.pt"]), ["resume=x.pt"])
+    assert (cfg.logger.wandb.project, cfg.logger.wandb.mode, cfg.logger.csv) == ("old", "offline", None)
 
 
 def test_resume_refuses_a_new_length_for_a_learning_rate_schedule():
@@ -225,7 +240,7 @@ def test_resumed_summary_describes_the_whole_run_and_names_existing_files(base_r
     summary = json.loads((resumed_dir / "summary.json").read_text())
     assert all(Path(path).is_file() for path in summary["checkpoints"].values())
     assert summary["evaluations"][: len(before["evaluations"])] == before["evaluations"]
-    assert summary["wall_seconds"] > before["wall_seconds"] and summary["best_eval_return_mean"] >= before["best_eval_return_mean"]
+    assert summary["wall_seconds"] > before["wall_seconds"] and summary["eval/best_return_mean"] >= before["eval/best_return_mean"]
 
 
 def test_runs_stop_at_total_steps_exactly(base_run):
@@ -241,8 +256,8 @@ def test_runs_stop_at_total_steps_exactly(base_run):
     (["train.device=cuda"], {}, "invalid configuration: train.device=cuda is unavailable: this machine has no CUDA device"),
     (["train.device=mps"], {}, "invalid configuration: train.device=mps is unavailable"),
     (["env.id=Pendulum-v1"], {}, "env.id='Pendulum-v1' has continuous actions: DQN needs one discrete action"),
-    (["logger=wandb", "logger.mode=online"], {"WANDB_API_KEY": "", "NETRC": "/nonexistent/netrc"},
-     "logger.mode=online needs a W&B API key"),
+    (["logger=wandb", "logger.wandb.mode=online"], {"WANDB_API_KEY": "", "NETRC": "/nonexistent/netrc"},
+     "logger.wandb.mode=online needs a W&B API key"),
 ])
 def test_unusable_settings_fail_with_one_line_and_leave_no_run_directory(tmp_path, args, env, message):
     if "cuda" in args[0] and torch.cuda.is_available():
@@ -272,8 +287,8 @@ def test_doorkey_counts_full_success_as_solved():
     from rlpipe.train import _first_solved, _solved_when
 
     when = _solved_when(compose_config(["env=doorkey"]).env)
-    assert when == {"success_rate": 1.0}
-    evaluations = [{"step": 5000, "return_mean": 2.1, "success_rate": 0.9}, {"step": 10000, "return_mean": 2.4, "success_rate": 1.0}]
+    assert when == {"eval/success_rate": 1.0}
+    evaluations = [{"step": 5000, "eval/return_mean": 2.1, "eval/success_rate": 0.9}, {"step": 10000, "eval/return_mean": 2.4, "eval/success_rate": 1.0}]
     assert _first_solved(evaluations, when)["step"] == 10000
     assert _first_solved(evaluations, _solved_when(compose_config().env)) is None  # CartPole: a return of 475
 

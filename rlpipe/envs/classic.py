@@ -14,9 +14,10 @@ from rlpipe.config import ConfigError
 def make_classic_env(env_cfg: DictConfig, *, num_envs: int, seed: int | None, device: torch.device | str) -> TransformedEnv:
     """A gymnasium task with integer (categorical) actions, episode-return and episode-length tracking.
 
-    One environment is a plain ``GymEnv``. Several are one gymnasium ``SyncVectorEnv`` with autoreset disabled:
-    TorchRL then resets finished sub-environments itself (partial resets), so the last transition of every
-    episode keeps its true next observation.
+    One environment is a plain ``GymEnv``. Several are one gymnasium vector env with autoreset disabled: TorchRL
+    then resets finished sub-environments itself (partial resets), so the last transition of every episode keeps
+    its true next observation. ``SyncVectorEnv`` steps them in turn in this process; with ``env.parallel``,
+    ``AsyncVectorEnv`` steps each in a worker process of its own (README, "Scale-out" says when that pays).
     """
     try:
         if num_envs == 1:
@@ -25,7 +26,7 @@ def make_classic_env(env_cfg: DictConfig, *, num_envs: int, seed: int | None, de
             vector_env = gym.make_vec(
                 env_cfg.id,
                 num_envs=num_envs,
-                vectorization_mode="sync",
+                vectorization_mode="async" if env_cfg.get("parallel", False) else "sync",
                 vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
             )
             base = GymWrapper(vector_env, categorical_action_encoding=True, device=device)
