@@ -82,7 +82,7 @@ def plain_ale_with_network(env_id: str, num_envs: int, net: torch.nn.Module, fra
 
 
 def rlpipe_collector(cfg, num_envs: int, *, random_actions: bool):
-    env = make_env(cfg.env, num_envs=num_envs, seed=0)
+    env = make_env(cfg.env, num_envs=num_envs, seed=0, parallel=True)  # (env.parallel: ParallelEnv)
     device = torch.device("cpu")
     q_network = make_q_network(cfg.model, env, device)
     if random_actions:

@@ -8,8 +8,9 @@ of its own, with its own plain-PyTorch baseline, as a training run would.
 - **plain PyTorch**: the textbook double-DQN update (as in CleanRL's ``dqn.py``): uniform indices into preallocated
   tensors (for pixels: tensors of stacks), three forward passes, Huber loss, backward, gradient-norm clipping, Adam.
 - **rlpipe**: exactly what ``rlpipe/train.py`` does in a learning phase of K updates: one draw of K minibatches from
-  the preset's replay memory (TorchRL's buffer, or ``FrameReplay`` rebuilding stacks from single frames), then per minibatch ``GradientUpdate`` (TorchRL ``DQNLoss`` with ``double_dqn=True``,
-  backward, clipping and fused Adam, compiled) and a ``HardUpdate`` step, then one priority write.
+  the preset's replay memory (TorchRL's buffer, or ``FrameReplay`` rebuilding stacks from single frames), then ``rlpipe.learner.Learner.learn``, the call training makes: per minibatch ``GradientUpdate`` (TorchRL
+  ``DQNLoss`` with ``double_dqn=True``, backward, clipping and fused Adam, compiled) and a ``HardUpdate`` step,
+  then one priority write.
 
 K is the preset's updates per learning phase (``steps_per_collect * updates_per_step``: 128 for CartPole) and, as
 the worst case, 1.
@@ -42,7 +43,7 @@ from torch import nn
 
 from bench_common import compose_config, interleaved_medians, paired_ratio, rate, save
 from rlpipe.envs import make_env, transition_keys
-from rlpipe.learner import make_gradient_update, make_loss, make_optimizer, make_target_updater
+from rlpipe.learner import Learner
 from rlpipe.models import ACTIVATIONS, BytesToUnit, make_q_network
 from rlpipe.keys import INDEX_KEY
 from rlpipe.replay import make_replay_buffer
@@ -184,22 +185,16 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
     env = make_env(cfg.env)
     device = torch.device("cpu")
     q_network = make_q_network(cfg.model, env, device, precision=resolve_precision(cfg.train.precision, device))
-    loss_module = make_loss(cfg.train, q_network)
-    optimizer = make_optimizer(cfg.train, loss_module, device)
-    target_updater = make_target_updater(cfg.train, loss_module)
-    update = make_gradient_update(cfg.train, loss_module, optimizer, transition_keys=transition_keys(env), device=device)
+    learner = Learner(cfg.train, q_network, transition_keys=transition_keys(env), device=device, total_updates=1_000_000)
     replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma)
     replay.extend(data)
     batch_size, prioritized = cfg.train.batch_size, cfg.buffer.kind == "prioritized"
 
-    def phase() -> None:
+    def phase() -> None:  # as rlpipe/train.py's learning phase: one draw, Learner.learn, one priority write
         block = replay.sample(updates_per_phase * batch_size)
-        results = []
-        for minibatch in block.split(batch_size):
-            results.append(update(minibatch))
-            target_updater.step()
+        learned = learner.learn(block)
         if prioritized:
-            replay.update_priority(block.get(INDEX_KEY), torch.cat([r.priority for r in results]))
+            replay.update_priority(block.get(INDEX_KEY), learned.priorities)
 
     phase()  # the first call compiles
     return phase

@@ -42,7 +42,7 @@ LAUNCHERS = {
 def collector_rate(env_overrides: list[str], steps: int):
     """Agent steps per second of the training collector for ``env_overrides`` (one call: ``steps`` steps)."""
     cfg = compose_config(env_overrides)
-    env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=0)
+    env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=0, parallel=True)  # (env.parallel: worker processes)
     device = torch.device("cpu")
     q_network = make_q_network(cfg.model, env, device)
     exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], device)

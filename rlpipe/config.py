@@ -3,8 +3,9 @@
 Hydra composes the run's configuration from ``conf/``; :func:`validate` then checks it before any work starts.
 Every key must be known, of the declared type, and inside its allowed range; an error names the key and what is
 allowed. The YAML files under ``conf/`` hold the values and a one-line comment per key; the dataclasses below hold
-only the types and the rules. Groups with several families (``env``, ``model``, ``exploration``, ``buffer``) pick their schema from their ``kind`` key, so a new family adds one dataclass and one entry in
-``_FAMILY_SCHEMAS``.
+only the types and the rules. Groups with several families (``env``, ``model``, ``exploration``, ``buffer``) pick
+their schema from their ``kind`` key, so a new family adds one dataclass and one entry in ``_FAMILY_SCHEMAS``;
+``logger`` holds one entry per logger that is on (``logger=[csv,tensorboard]``).
 """
 
 from __future__ import annotations
@@ -397,7 +398,8 @@ _FIXED_ON_RESUME = {
     "train.target_update": "the target network's update rule is part of the stored state",
 }
 # ... except where the buffer lives on disk, which a resumed run may choose anew, and the reporting threshold.
-_FREE_ON_RESUME = ("buffer.storage", "buffer.memmap_dir", "buffer.keep_memmap_files", "env.solved_return", "env.solved_success_rate")
+_FREE_ON_RESUME = ("buffer.storage", "buffer.memmap_dir", "buffer.keep_memmap_files", "env.solved_return", "env.solved_success_rate",
+                   "env.parallel")
 
 
 def resumed_config(stored: dict[str, Any], cfg: DictConfig, overrides: list[str] | tuple[str, ...]) -> DictConfig:

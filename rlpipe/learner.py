@@ -1,15 +1,17 @@
-"""The learner: double-DQN loss, optimizer, learning-rate schedule, target-network updates and the gradient step.
+"""The learner: double-DQN loss, optimizer, learning-rate schedule, target-network updates and the gradient step,
+as one object (:class:`Learner`) that training runs and the learner benchmark measures.
 
-Shape legend: ``B`` batch, ``O`` observation features, ``A`` actions.
+Shape legend: ``K`` updates in a learning phase, ``B`` batch, ``O`` observation features, ``A`` actions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from tensordict import TensorDict
+from tensordict import TensorDict, TensorDictBase
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler
 from torchrl.modules import QValueActor
 from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
@@ -182,3 +184,82 @@ class TargetUpdaterState:
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         if hasattr(self.updater, "counter"):
             self.updater.counter = int(state_dict["counter"])
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    """What a learning phase of ``K`` gradient updates reports, as device tensors (reading them forces no sync)."""
+
+    losses: torch.Tensor  # [K]
+    priorities: torch.Tensor  # [K * B] |TD error| of each sampled transition, in the order sampled
+    grad_norms: torch.Tensor  # [K] global L2 norm of each update's gradient before clipping
+
+
+class Learner:
+    """One agent's learning: the double-DQN loss, Adam, the learning-rate schedule, the target updates and the
+    gradient step, with the stateful pieces a checkpoint stores.
+
+    ``rlpipe/train.py`` runs :meth:`learn` once per learning phase, and ``benchmarks/learner_throughput.py``
+    measures the same call; a second agent learning from the same minibatches is a second instance.
+
+    Args:
+        train_cfg: the ``train`` config section.
+        q_network: the online Q-network (updated in place).
+        transition_keys: what a stored transition of the env holds (``rlpipe.envs.transition_keys``).
+        device: where the learner's parameters live.
+        total_updates: the gradient updates of the whole run (the length of a learning-rate schedule).
+    """
+
+    def __init__(
+        self, train_cfg: DictConfig, q_network: QValueActor, *, transition_keys: tuple, device: torch.device, total_updates: int
+    ) -> None:
+        self.q_network = q_network
+        self.loss_module = make_loss(train_cfg, q_network)
+        self.optimizer = make_optimizer(train_cfg, self.loss_module, device)
+        self.lr_scheduler = make_lr_scheduler(train_cfg, self.optimizer, total_updates=total_updates)
+        self.target_updater = make_target_updater(train_cfg, self.loss_module)
+        self.gradient_update = make_gradient_update(train_cfg, self.loss_module, self.optimizer,
+                                                    transition_keys=transition_keys, device=device)
+        self.batch_size = train_cfg.batch_size
+
+    def learn(self, block: TensorDict) -> PhaseResult:
+        """One gradient update per minibatch of ``block`` (``[K * B]`` sampled transitions, split into ``K``
+        minibatches of ``B``), each followed by the target update and the learning-rate schedule's step."""
+        results = []
+        for minibatch in block.split(self.batch_size):  # [B] each
+            results.append(self.gradient_update(minibatch))
+            self.target_updater.step()
+            if self.lr_scheduler is not None:
+                self.lr_scheduler.step()
+        return PhaseResult(losses=torch.stack([r.loss for r in results]), priorities=torch.cat([r.priority for r in results]),
+                           grad_norms=torch.stack([r.grad_norm for r in results]))
+
+    @property
+    def lr(self) -> float:
+        """The learning rate now."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        """Sets every parameter group's learning rate (a tensor, changed in place: a compiled update keeps its graph)."""
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+
+    @torch.no_grad()
+    def q_mean(self, block: TensorDictBase) -> float:
+        """Mean of ``max_a Q(s, a)`` over sampled states (Mnih et al. 2015 track the same quantity)."""
+        device = next(self.q_network.parameters()).device
+        states = block.select(*self.q_network.in_keys).to(device)  # the observation, and the action mask if any
+        return self.q_network(states).get("chosen_action_value").mean().item()
+
+    def pieces(self) -> dict[str, Any]:
+        """The learner's stateful pieces, by the names checkpoints store them under."""
+        return {
+            "q_network": self.q_network,
+            "target_network": self.loss_module.target_value_network_params,
+            "optimizer": self.optimizer,
+            "lr_scheduler": self.lr_scheduler,
+            "target_updater": TargetUpdaterState(self.target_updater),
+        }

@@ -8,6 +8,7 @@ counter as the x-axis. Metric names are ``<group>/<name>``: ``train/*``, ``episo
 from __future__ import annotations
 
 import io
+import math
 import os
 import time
 from collections import defaultdict, deque
@@ -68,6 +69,7 @@ class Loggers:
         self.loggers = loggers
 
     def log_metrics(self, metrics: dict[str, float], *, step: int) -> None:
+        """Logs ``metrics`` (``<group>/<name>`` -> value) at agent step ``step`` to every logger."""
         for logger in self.loggers:
             logger.log_metrics(metrics, step=step)
 
@@ -114,17 +116,22 @@ def log_video(logger: Logger, name: str, path: Path, *, step: int) -> None:
         logger.experiment.file_writer.add_summary(_gif_summary(name, path), step)
 
 
+GIF_MAX_FRAMES = 1_000  # TensorBoard's GIF of a longer video keeps every k-th frame (memory, event-file size)
+
+
 def _gif_summary(tag: str, path: Path) -> Any:
-    """TensorBoard's video summary (an image summary holding an animated GIF) of the MP4 at ``path``."""
+    """TensorBoard's video summary (an image summary holding an animated GIF) of the MP4 at ``path``, at most
+    ``GIF_MAX_FRAMES`` frames (the MP4 in ``<run>/videos`` keeps every one)."""
     import imageio.v2 as imageio
     from PIL import Image
     from tensorboard.compat.proto.summary_pb2 import Summary
 
     with imageio.get_reader(path) as reader:
         fps = reader.get_meta_data()["fps"]
-        frames = [Image.fromarray(frame) for frame in reader]  # [H, W, 3] uint8 each
+        every = max(1, math.ceil(reader.count_frames() / GIF_MAX_FRAMES))  # a long episode: every k-th frame, k x as long
+        frames = [Image.fromarray(frame) for t, frame in enumerate(reader) if t % every == 0]  # [H, W, 3] uint8 each
     gif = io.BytesIO()
-    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=round(1000 * every / fps), loop=0)
     image = Summary.Image(height=frames[0].height, width=frames[0].width, colorspace=3, encoded_image_string=gif.getvalue())
     return Summary(value=[Summary.Value(tag=tag, image=image)])
 

@@ -109,9 +109,11 @@ class DatasetWriter:
         episodes_planned: how many episodes the split is drawn over.
         validation_fraction: the share of the planned episodes in the validation split.
         seed: seeds the split.
-        continue_after_step: continue the recording already in ``output_dir`` (a resumed training run): its
-            episodes recorded at a training step up to this one are kept, later ones (recorded after the checkpoint
-            the run resumes from, and played again now) are removed.
+        continue_after_step: continue the recording already in ``output_dir``, which the caller has checked to be
+            this very run's (a training run resumed in place): its plan and split stay, its episodes recorded at a
+            training step up to this one are kept, later ones (recorded after the checkpoint the run resumes from,
+            and played again now) and unlisted ones (a process killed between an episode and its listing) are
+            removed.
     """
 
     def __init__(
@@ -140,8 +142,11 @@ class DatasetWriter:
         }
         stored = None if output_dir is None else output_dir / ACTIONS_FILE
         if continue_after_step is not None and stored is not None and stored.is_file():
+            before = json.loads(stored.read_text())  # the plan and split stay those the recording started with
+            self.recording["episodes_planned"], self.recording["split"] = before["episodes_planned"], before["split"]
+            self._validation = {int(name.rsplit("_", 1)[1]) - 1 for name in before["split"]["validation"]}
             kept = []
-            for episode in json.loads(stored.read_text())["episodes"]:
+            for episode in before["episodes"]:
                 if episode.get("training_step", 0) <= continue_after_step:
                     kept.append(episode)
                 else:  # recorded after the checkpoint: this run plays that evaluation again
@@ -255,7 +260,7 @@ class TrainingRecorder:
     now, greedy or at ``eval.epsilon``) in an env of its own: ``record.episodes`` of them are added to a dataset
     (the ``rlpipe.record dataset`` layout, under ``record.output_dir``, default ``<run>/data/``; each episode names
     its ``training_step``), and one is written as ``<run>/videos/eval_step_<N>.mp4``, which the caller hands to
-    the logger. A resumed run continues its recording.
+    the logger. A run resumed in place continues its recording; any other run refuses a directory holding one.
 
     Args:
         record_cfg: the ``record`` section.
@@ -290,7 +295,7 @@ class TrainingRecorder:
         self.dataset = None
         if record_cfg.dataset:
             output_dir = run_dir / "data" if record_cfg.output_dir is None else Path(record_cfg.output_dir)
-            metadata = {"agent": "training", "checkpoint": None, "run_dir": str(run_dir), "epsilon": epsilon,
+            metadata = {"agent": "training", "checkpoint": None, "run_dir": str(run_dir.resolve()), "epsilon": epsilon,
                         "seed": seed + RECORD_SEED_OFFSET, "protocol": protocol(env_cfg),
                         "frame_shape": [env_cfg.screen_size] * 2}
             self.dataset = DatasetWriter(
@@ -298,17 +303,19 @@ class TrainingRecorder:
                 episodes_planned=evaluations_planned * self.episodes, validation_fraction=record_cfg.validation_fraction,
                 seed=seed, continue_after_step=resumed_at_step)
 
-    def record(self, q_network: torch.nn.Module, *, step: int) -> Path | None:
-        """Records this evaluation's episodes; returns the video written, if any. A recording that cannot be
-        written (a full disk) is switched off with a warning: the training run goes on."""
+    def record(self, q_network: torch.nn.Module, *, step: int, on_video: Callable[[Path], None] | None = None) -> None:
+        """Records this evaluation's episodes and hands the video written, if any, to ``on_video`` (the loggers).
+        A recording that cannot be written (a full disk, there or in a logger's copy) is switched off with a
+        warning: the training run goes on."""
         if self.off:
-            return None
+            return
         try:
-            return self._record(q_network, step=step)
+            video = self._record(q_network, step=step)
+            if video is not None and on_video is not None:
+                on_video(video)
         except OSError as err:
             self.off = True
             _log.warning("step %s: cannot write the recording (%s); recording is off for the rest of the run", f"{step:,}", err)
-            return None
 
     def _record(self, q_network: torch.nn.Module, *, step: int) -> Path | None:
         agent = Agent(q_network, observation_shape=self.observation_shape, n_actions=self.n_actions,
@@ -323,6 +330,7 @@ class TrainingRecorder:
         return path
 
     def close(self) -> None:
+        """Closes the recording env."""
         self.env.close()
 
 
@@ -332,10 +340,11 @@ def make_training_recorder(cfg: DictConfig, run_dir: Path, *, resumed_at_step: i
         return None
     if cfg.record.dataset:
         output_dir = run_dir / "data" if cfg.record.output_dir is None else Path(cfg.record.output_dir)
-        if resumed_at_step is None:
+        stored = output_dir / ACTIONS_FILE
+        own = stored.is_file() and json.loads(stored.read_text()).get("run_dir") == str(run_dir.resolve())
+        if not (own and resumed_at_step is not None):  # only a run resumed in place continues its own recording
             _check_output_dir(output_dir, key="record.output_dir")
-        elif (output_dir / ACTIONS_FILE).is_file() and json.loads((output_dir / ACTIONS_FILE).read_text()).get("run_dir") is None:
-            raise ConfigError(f"record.output_dir={output_dir} holds a recording that is not a training run's; choose another")
+            resumed_at_step = None
     return TrainingRecorder(cfg.record, cfg.env, run_dir, seed=cfg.train.seed, epsilon=cfg.eval.epsilon,
                             evaluations_planned=math.ceil(cfg.train.total_steps / cfg.eval.interval_steps),
                             resumed_at_step=resumed_at_step)

@@ -36,9 +36,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from tensordict import TensorDictBase
 from tensordict.nn import TensorDictSequential
-from torchrl.modules import QValueActor
 from tqdm import tqdm
 
 from rlpipe.checkpoint import (
@@ -54,14 +52,7 @@ from rlpipe.config import ConfigError, resumed_config, validate
 from rlpipe.envs import action_mask_key, episode_stats, make_env, score_key, transition_keys
 from rlpipe.evaluate import EvalResult, evaluate_policy
 from rlpipe.exploration import make_exploration
-from rlpipe.learner import (
-    TargetUpdaterState,
-    make_gradient_update,
-    make_loss,
-    make_lr_scheduler,
-    make_optimizer,
-    make_target_updater,
-)
+from rlpipe.learner import Learner
 from rlpipe.loggers import MetricWindow, StageClock, check_logger, make_logger
 from rlpipe.models import make_q_network
 from rlpipe.record import make_training_recorder
@@ -112,6 +103,10 @@ def main(cfg: DictConfig) -> float | None:
 
     # A sweep's runs form one W&B group, named after the sweep directory (its date and time, or its experiment).
     group = "-".join(Path(hydra_cfg.sweep.dir).parts[-2:]) if hydra_cfg.mode == RunMode.MULTIRUN else None
+    if group is not None and cfg.record.dataset and cfg.record.output_dir is not None:
+        discard()
+        raise SystemExit(f"rlpipe.train: invalid configuration: record.output_dir={cfg.record.output_dir} would be shared by "
+                         f"every run of the sweep; leave it null (each run records into <run>/data)")
     # SIGINT/SIGTERM stop the run cleanly from here on (train() checks them after every collect).
     with StopSignals() as stop:
         try:
@@ -200,38 +195,27 @@ def _train(
     check_logger(cfg.logger)
 
     # ---- Build every piece from its config section; network sizes come from the env's specs.
-    env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=cfg.train.seed)
+    env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=cfg.train.seed, parallel=True)  # (env.parallel: workers)
     eval_env = make_env(cfg.env, num_envs=cfg.eval.episodes, seed=cfg.train.seed + EVAL_SEED_OFFSET)
     q_network = make_q_network(cfg.model, env, device, precision=precision)
     exploration = make_exploration(
         cfg.exploration, env.full_action_spec_unbatched["action"], device, action_mask_key=action_mask_key(env)
     )
     policy = TensorDictSequential(q_network, exploration.module)
-    loss_module = make_loss(cfg.train, q_network)
-    optimizer = make_optimizer(cfg.train, loss_module, device)
     total_updates = math.ceil((cfg.train.total_steps - cfg.train.init_random_steps) * cfg.train.updates_per_step)
-    lr_scheduler = make_lr_scheduler(cfg.train, optimizer, total_updates=total_updates)
-    target_updater = make_target_updater(cfg.train, loss_module)
-    update = make_gradient_update(cfg.train, loss_module, optimizer, transition_keys=transition_keys(env), device=device)
+    learner = Learner(cfg.train, q_network, transition_keys=transition_keys(env), device=device, total_updates=total_updates)
     scratch = make_replay_scratch(cfg.buffer, run_dir)  # the run's own directory for memory-mapped replay, if any
     if scratch is not None:
         cleanup.callback(scratch.remove)
     replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma, scratch=scratch)
     beta_schedule = make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
     checkpoint_dir = run_dir / "checkpoints"
-    pieces = {
-        "q_network": q_network,
-        "target_network": loss_module.target_value_network_params,
-        "optimizer": optimizer,
-        "lr_scheduler": lr_scheduler,
-        "exploration": exploration.module,
-        "target_updater": TargetUpdaterState(target_updater),
-    }
+    pieces = {**learner.pieces(), "exploration": exploration.module}  # what a checkpoint stores, by name
     counters, buffer_restored = Counters(), False
     if resume_from is not None:
         counters, buffer_restored = restore_checkpoint(resume_from, pieces=pieces, replay_buffer=replay)
-        if lr_scheduler is None:  # a constant rate: the optimizer's state brought the stored one, this run's applies
-            _set_lr(optimizer, cfg.train.lr)
+        if learner.lr_scheduler is None:  # a constant rate: the optimizer's state brought the stored one, this run's applies
+            learner.set_lr(cfg.train.lr)
     # record.dataset / record.video (checks its output directory; a resumed run's recording continues)
     recorder = make_training_recorder(cfg, run_dir, resumed_at_step=counters.step if resume_from is not None else None)
     if recorder is not None:
@@ -332,26 +316,21 @@ def _train(
                 with clock("replay"):
                     block = replay.sample(n_updates * batch_size)  # [n_updates * B]
                 with clock("learner"):
-                    results = []
-                    for minibatch in block.split(batch_size):  # [B] each
-                        results.append(update(minibatch))
-                        target_updater.step()
-                        if lr_scheduler is not None:
-                            lr_scheduler.step()
-                    losses = torch.stack([r.loss for r in results])  # [n_updates]
-                    finite = bool(torch.isfinite(losses).all())  # waits for the updates to finish (GPU)
+                    learned = learner.learn(block)  # n_updates gradient steps, target updates, schedule steps
+                    finite = bool(torch.isfinite(learned.losses).all())  # waits for the updates to finish (GPU)
                 counters.updates += n_updates
                 if not finite:
+                    losses = learned.losses
                     raise TrainingDiverged(
                         f"the loss became {losses[~torch.isfinite(losses)][0].item()} at update {counters.updates} "
                         f"(step {counters.step}); the last checkpoint in {checkpoint_dir} is from before it"
                     )
                 if prioritized:
-                    priorities = torch.cat([r.priority for r in results]).cpu()  # [n_updates * B] |TD error|
+                    priorities = learned.priorities.cpu()  # [n_updates * B] |TD error|
                     with clock("replay"):
                         replay.update_priority(block.get(INDEX_KEY), priorities)
                     window.record_priorities(priorities, block.get(PRIORITY_WEIGHT_KEY))
-                window.record_updates(losses, torch.stack([r.grad_norm for r in results]))
+                window.record_updates(learned.losses, learned.grad_norms)
 
         # ---- Evaluate, checkpoint and log when their intervals come round (and evaluate once more at the end).
         out_of_time = time_limit_s is not None and elapsed() >= time_limit_s
@@ -367,9 +346,8 @@ def _train(
             logger.log_metrics(last_eval.as_metrics(), step=counters.step)
             if recorder is not None:  # record.dataset / record.video: more episodes with the evaluation policy
                 with clock("record"):
-                    video = recorder.record(q_network, step=counters.step)
-                    if video is not None:
-                        logger.log_video("eval/video", video, step=counters.step)
+                    recorder.record(q_network, step=counters.step,
+                                    on_video=lambda path: logger.log_video("eval/video", path, step=counters.step))
             _log.info("step %s: evaluation %.2f +- %.2f over %d episodes (%.1f wall minutes)", f"{counters.step:,}",
                       last_eval.return_mean, last_eval.return_std, cfg.eval.episodes, elapsed() / 60)
             if last_eval.return_mean > counters.best_eval_return:
@@ -393,8 +371,8 @@ def _train(
             metrics |= clock.flush(steps=steps_in_window)
             metrics |= {
                 f"train/{exploration.name}": exploration_value,
-                "train/lr": optimizer.param_groups[0]["lr"].item(),
-                "train/q_mean": _mean_q(q_network, block) if block is not None else float("nan"),
+                "train/lr": learner.lr,
+                "train/q_mean": learner.q_mean(block) if block is not None else float("nan"),
                 "buffer/size": len(replay),
             }
             if prioritized:
@@ -499,27 +477,10 @@ def _next_multiple(step: int, interval: int) -> int:
     return (step // interval + 1) * interval
 
 
-@torch.no_grad()
-def _mean_q(q_network: QValueActor, block: TensorDictBase) -> float:
-    """Mean of ``max_a Q(s, a)`` over the latest sampled states (Mnih et al. 2015 track the same quantity)."""
-    device = next(q_network.parameters()).device
-    states = block.select(*q_network.in_keys).to(device)  # the observation, and the action mask if any
-    return q_network(states).get("chosen_action_value").mean().item()
-
-
 def _stop_reason(stop: StopSignals, *, interrupted: bool, complete: bool, out_of_time: bool) -> str:
     if interrupted:
         return stop.received.name
     return "total_steps" if complete else "time_limit" if out_of_time else "solved"
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Sets every parameter group's learning rate (a tensor, changed in place, so a compiled update keeps its graph)."""
-    for group in optimizer.param_groups:
-        if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(lr)
-        else:
-            group["lr"] = lr
 
 
 def _inherit(source: Path, destination: Path) -> None:

@@ -100,3 +100,10 @@ def test_optuna_search_maximizes_the_final_evaluation(tmp_path):
     best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(finals)) and set(best["best_params"]) == {
         "train.lr", "train.target_update_steps", "train.batch_size"}
+
+
+def test_a_sweep_refuses_one_recording_directory_for_every_run(tmp_path):
+    result = run_module("rlpipe.train", "--multirun", "env=breakout", "record.dataset=true", f"record.output_dir={tmp_path / 'shared'}",
+                        "train.seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=300)
+    assert result.returncode != 0 and not (tmp_path / "shared").exists()
+    assert f"record.output_dir={tmp_path / 'shared'} would be shared by every run of the sweep" in result.stderr

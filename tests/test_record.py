@@ -320,17 +320,29 @@ def test_a_full_disk_switches_recording_off_and_training_goes_on(tmp_path, monke
     cfg = compose_config(["env=breakout", "record.dataset=true", "record.video=true", "record.max_steps_per_episode=5"])
     recorder = make_training_recorder(cfg, tmp_path, resumed_at_step=None)
     q_network = make_q_network(cfg.model, recorder.env, torch.device("cpu"))
-    assert recorder.record(q_network, step=100) == tmp_path / "videos" / "eval_step_100.mp4"
+    videos = []
+    recorder.record(q_network, step=100, on_video=videos.append)
+    assert videos == [tmp_path / "videos" / "eval_step_100.mp4"]
 
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(DatasetWriter, "record_episode", full)
-    assert recorder.record(q_network, step=200) is None and recorder.off
+    recorder.record(q_network, step=200, on_video=videos.append)
+    assert recorder.off and len(videos) == 1
     assert "cannot write the recording" in caplog.text and "No space left on device" in caplog.text
     monkeypatch.undo()
-    assert recorder.record(q_network, step=300) is None  # off for the rest of the run
+    recorder.record(q_network, step=300, on_video=videos.append)  # off for the rest of the run
     recorder.close()
+    assert len(videos) == 1
+
+    def full_logger(path):  # a logger's copy of the video fails: the run goes on too
+        raise OSError(28, "No space left on device")
+
+    again = make_training_recorder(cfg, tmp_path / "second", resumed_at_step=None)
+    again.record(q_network, step=100, on_video=full_logger)
+    again.close()
+    assert again.off
     assert [e["training_step"] for e in json.loads((tmp_path / "data" / ACTIONS_FILE).read_text())["episodes"]] == [100]
 
 
@@ -371,3 +383,23 @@ def test_a_full_disk_is_one_line_and_leaves_the_finished_episodes_readable(tmp_p
     assert [e["name"] for e in meta["episodes"]] == ["episode_001"]  # the finished one, complete and listed
     assert len(GameplayDataset(tmp_path, sequence_length=10, split="all")) == 1
     assert not (tmp_path / EPISODES_DIR / "episode_002").exists()  # the cut one never got its final name
+
+
+def test_a_run_resumed_elsewhere_refuses_another_runs_recording(tmp_path):
+    """Only a run resumed in place continues its recording: one resumed into a new directory (from best.pt) with
+    record.output_dir pointing at the first run's data must not touch it."""
+    from rlpipe.config import ConfigError
+    from rlpipe.models import make_q_network
+    from rlpipe.record import make_training_recorder
+
+    first, data = tmp_path / "first", tmp_path / "first" / "data"
+    cfg = compose_config(["env=breakout", "record.dataset=true", "record.max_steps_per_episode=5", f"record.output_dir={data}"])
+    recorder = make_training_recorder(cfg, first, resumed_at_step=None)
+    recorder.record(make_q_network(cfg.model, recorder.env, torch.device("cpu")), step=1000)
+    recorder.close()
+    with pytest.raises(ConfigError, match="holds a recording already"):
+        make_training_recorder(cfg, tmp_path / "second", resumed_at_step=500)
+    assert [e["training_step"] for e in json.loads((data / ACTIONS_FILE).read_text())["episodes"]] == [1000]
+    continued = make_training_recorder(cfg, first, resumed_at_step=500)  # the same run, resumed in place
+    continued.close()
+    assert json.loads((data / ACTIONS_FILE).read_text())["episodes"] == []  # recorded after its checkpoint: dropped

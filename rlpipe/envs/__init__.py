@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torchrl.envs import EnvBase
 
 from rlpipe.envs.atari import make_atari_env
@@ -37,7 +37,9 @@ _FACTORIES: dict[str, Callable[..., EnvBase]] = {
 }
 
 
-def make_env(env_cfg: DictConfig, *, num_envs: int = 1, seed: int | None = None, device: torch.device | str = "cpu") -> EnvBase:
+def make_env(
+    env_cfg: DictConfig, *, num_envs: int = 1, seed: int | None = None, device: torch.device | str = "cpu", parallel: bool = False
+) -> EnvBase:
     """Builds the environment named by ``env_cfg``.
 
     Args:
@@ -46,7 +48,11 @@ def make_env(env_cfg: DictConfig, *, num_envs: int = 1, seed: int | None = None,
             env of batch size ``[num_envs]``.
         seed: seeds the environment(s); sub-environment ``i`` of a vectorized env gets ``seed + i``.
         device: where the env's tensors live.
+        parallel: honour ``env.parallel`` (one worker process per env): the training env does; evaluation and
+            recording envs (one per evaluation episode) step in this process whatever it says.
     """
+    if not parallel and env_cfg.get("parallel", False):
+        env_cfg = OmegaConf.merge(env_cfg, {"parallel": False})
     return _FACTORIES[env_cfg.kind](env_cfg, num_envs=num_envs, seed=seed, device=device)
 
 
