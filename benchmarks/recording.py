@@ -17,21 +17,18 @@ from pathlib import Path
 from bench_common import REPO, save
 from hydra import compose, initialize_config_dir
 
-from rlpipe.envs import make_env
 from rlpipe.envs.atari import protocol
 from rlpipe.loggers import _gif_summary
 from rlpipe.record import make_recording_source, record_dataset, record_video
-from rlpipe.runtime import seed_everything
 
 
 def measure(cfg, *, write: bool) -> dict:
-    env_cfg, policy, source = make_recording_source(cfg)
-    seed_everything(cfg.seed)
-    env = make_env(env_cfg, num_envs=1, seed=cfg.seed)
+    source = make_recording_source(cfg)
+    env, policy = source.env, source.policy
     with tempfile.TemporaryDirectory(prefix="rlpipe-recording-bench-") as directory:
         started = time.perf_counter()
         recording = record_dataset(env, policy, episodes=cfg.episodes, output_dir=Path(directory) if write else None,
-                                   metadata={**source, "protocol": protocol(env_cfg)}, validation_fraction=0.1,
+                                   metadata={**source.metadata, "protocol": protocol(source.env_cfg)}, validation_fraction=0.1,
                                    seed=cfg.seed, max_steps_per_episode=cfg.max_steps_per_episode)
         seconds = time.perf_counter() - started
         png_bytes = sum(p.stat().st_size for p in Path(directory).rglob("*.png"))
@@ -44,9 +41,8 @@ def measure(cfg, *, write: bool) -> dict:
 
 
 def measure_videos(cfg) -> dict:
-    env_cfg, policy, _ = make_recording_source(cfg)
-    seed_everything(cfg.seed)
-    env = make_env(env_cfg, num_envs=1, seed=cfg.seed)
+    source = make_recording_source(cfg)
+    env, policy = source.env, source.policy
     with tempfile.TemporaryDirectory(prefix="rlpipe-video-bench-") as directory:
         started, frames, gif_seconds, mp4_bytes = time.perf_counter(), 0, 0.0, 0
         for n in range(cfg.episodes):

@@ -350,6 +350,9 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
         raise ConfigError(
             f"train.steps_per_collect={train.steps_per_collect} is invalid: expected a multiple of env.num_envs={cfg.env.num_envs}"
         )
+    if train.total_steps % cfg.env.num_envs:
+        raise ConfigError(f"train.total_steps={train.total_steps} is invalid: expected a multiple of env.num_envs="
+                          f"{cfg.env.num_envs} (every env takes the same number of steps)")
     if train.batch_size > buffer.capacity:
         raise ConfigError(f"train.batch_size={train.batch_size} is invalid: expected at most buffer.capacity={buffer.capacity}")
     if exploration.kind == "temperature" and exploration.temperature_final > exploration.temperature_init:
@@ -419,8 +422,8 @@ def resumed_config(stored: dict[str, Any], cfg: DictConfig, overrides: list[str]
             line did not set are the defaults, and need not fit the checkpoint's).
         overrides: this command line's overrides (``key=value`` and ``group=option``), as Hydra lists them.
     """
-    old = _leaves(OmegaConf.to_container(validate(OmegaConf.create(stored)), resolve=True))
-    new = _leaves(OmegaConf.to_container(cfg, resolve=True))
+    old = leaves(OmegaConf.to_container(validate(OmegaConf.create(stored)), resolve=True))
+    new = leaves(OmegaConf.to_container(cfg, resolve=True))
     explicit = [override.lstrip("+~").split("=", 1)[0] for override in overrides]
     schedule = old.get("train.lr_schedule")
     merged, refused, reasons = dict(old), [], {}
@@ -452,19 +455,19 @@ def resumed_config(stored: dict[str, Any], cfg: DictConfig, overrides: list[str]
     return validate(OmegaConf.create(_tree(merged)))
 
 
-def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}`` (lists stay values)."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict) and value:
-            flat.update(_leaves(value, f"{prefix}{key}."))
+            flat.update(leaves(value, f"{prefix}{key}."))
         else:  # (an empty section, e.g. logger.csv: {}, is a value: it switches the CSV logger on)
             flat[f"{prefix}{key}"] = value
     return flat
 
 
 def _tree(flat: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`_leaves`."""
+    """The inverse of :func:`leaves`."""
     tree: dict[str, Any] = {}
     for key, value in flat.items():
         *parents, name = key.split(".")

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchrl.record.loggers import CSVLogger, Logger, TensorboardLogger
 from torchrl.record.loggers.wandb import WandbLogger
 
-from rlpipe.config import ConfigError
+from rlpipe.config import ConfigError, leaves
 
 
 def make_logger(logger_cfg: DictConfig, run_dir: Path, *, run_name: str, config: DictConfig, group: str | None = None) -> Loggers:
@@ -41,6 +41,7 @@ def make_logger(logger_cfg: DictConfig, run_dir: Path, *, run_name: str, config:
     if logger_cfg.get("csv") is not None:
         csv = CSVLogger(exp_name="csv", log_dir=str(log_dir))
         _add_header_rows(csv.experiment)
+        _remove_if_empty(Path(csv.experiment.log_dir) / "videos")  # TorchRL makes it; recorded videos go to <run>/videos
         loggers.append(csv)
     if logger_cfg.get("tensorboard") is not None:
         loggers.append(TensorboardLogger(exp_name="tensorboard", log_dir=str(log_dir)))
@@ -52,7 +53,7 @@ def make_logger(logger_cfg: DictConfig, run_dir: Path, *, run_name: str, config:
             project=logger_cfg.wandb.project,
             group=logger_cfg.wandb.group or group,
         ))
-    hparams = _flatten(OmegaConf.to_container(config, resolve=True))
+    hparams = _hparams(config)
     for logger in loggers:
         logger.log_hparams(hparams)
     return Loggers(loggers)
@@ -156,6 +157,11 @@ def _add_header_rows(experiment: Any) -> None:
     experiment.add_scalar = add_scalar_with_header
 
 
+def _remove_if_empty(directory: Path) -> None:
+    if directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+
+
 def check_logger(logger_cfg: DictConfig) -> None:
     """Refuses, with one line, a logger that cannot work here: W&B online mode without an API key."""
     wandb_cfg = logger_cfg.get("wandb")
@@ -172,16 +178,11 @@ def _wandb_api_key_found() -> bool:
     return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}``; lists and None become strings (TensorBoard's hparams
-    take scalars only)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    return flat
+def _hparams(config: DictConfig) -> dict[str, Any]:
+    """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}``; lists, None and empty sections become strings
+    (TensorBoard's hparams take scalars only)."""
+    flat = leaves(OmegaConf.to_container(config, resolve=True))
+    return {key: value if isinstance(value, (bool, int, float, str)) else str(value) for key, value in flat.items()}
 
 
 class MetricWindow:

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -426,11 +427,10 @@ def main(cfg: DictConfig) -> None:
                 check_creatable(output_dir / "videos")
             except OSError as err:
                 raise ConfigError(f"output_dir={output_dir} cannot be written ({err.strerror})") from None
-        env_cfg, policy, source = make_recording_source(cfg)
-        seed_everything(cfg.seed)
-        env = make_env(env_cfg, num_envs=1, seed=cfg.seed)
+        source = make_recording_source(cfg)
     except (CheckpointError, ConfigError) as err:
         raise SystemExit(f"rlpipe.record: {err}") from None
+    env, env_cfg, policy = source.env, source.env_cfg, source.policy
     if cfg.mode in ("video", "bulk"):
         _videos(cfg, env, policy)
         return
@@ -439,7 +439,7 @@ def main(cfg: DictConfig) -> None:
         recording = record_dataset(
             env, policy, episodes=cfg.episodes, output_dir=output_dir, validation_fraction=cfg.validation_fraction,
             seed=cfg.seed, max_steps_per_episode=cfg.max_steps_per_episode,
-            metadata={**source, "seed": cfg.seed, "protocol": protocol(env_cfg), "frame_shape": [env_cfg.screen_size] * 2},
+            metadata={**source.metadata, "seed": cfg.seed, "protocol": protocol(env_cfg), "frame_shape": [env_cfg.screen_size] * 2},
         )
     except OSError as err:  # a full or vanished output directory
         raise SystemExit(f"rlpipe.record: cannot write the recording under {cfg.output_dir}: {err.strerror}") from None
@@ -468,9 +468,7 @@ def _videos(cfg: DictConfig, env: EnvBase, policy: Policy) -> None:
         n_random = round(cfg.total_videos * cfg.percent_random / 100)
         jobs = [("random", n, Path(cfg.output_dir) / f"bulk_random_agent_{n}.mp4") for n in range(1, n_random + 1)]
         jobs += [("trained", n, Path(cfg.output_dir) / f"bulk_trained_agent_{n}.mp4") for n in range(1, cfg.total_videos - n_random + 1)]
-        rng = np.random.default_rng(cfg.seed)
-        n_actions = env.full_action_spec_unbatched["action"].space.n
-        policies["random"] = lambda observation: int(rng.integers(n_actions))
+        policies["random"] = random_policy(env, seed=cfg.seed)
     started, results = time.perf_counter(), []
     try:
         for agent, n, path in jobs:
@@ -509,9 +507,20 @@ def _check(cfg: DictConfig) -> None:
         raise ConfigError(f"epsilon={cfg.epsilon} is invalid: expected a number in [0, 1]")
 
 
-def make_recording_source(cfg: DictConfig) -> tuple[DictConfig, Policy, dict[str, Any]]:
-    """The game's env section, the policy and what to record about them, for ``agent=trained`` (a checkpoint,
-    loaded by :meth:`rlpipe.agent.Agent.load`) or ``agent=random``; ``cfg`` is ``conf/record.yaml``'s."""
+@dataclass
+class RecordingSource:
+    """What plays the recorded games: the game's env (``num_envs=1``, seeded), its env section, the policy, and
+    what to record about them (agent, checkpoint, epsilon)."""
+
+    env: EnvBase
+    env_cfg: DictConfig
+    policy: Policy
+    metadata: dict[str, Any]
+
+
+def make_recording_source(cfg: DictConfig) -> RecordingSource:
+    """The env and policy of ``agent=trained`` (a checkpoint, loaded by :meth:`rlpipe.agent.Agent.load`) or
+    ``agent=random``, seeded with ``cfg.seed``; ``cfg`` is ``conf/record.yaml``'s."""
     if cfg.agent == "trained":
         if cfg.checkpoint is None:
             raise ConfigError("agent=trained needs checkpoint=PATH (or agent=random)")
@@ -520,16 +529,25 @@ def make_recording_source(cfg: DictConfig) -> tuple[DictConfig, Policy, dict[str
             raise ConfigError(f"{cfg.checkpoint}: trained on {agent.env_cfg.id}, not an Atari game: recording needs one")
         if cfg.env_id is not None and cfg.env_id != agent.env_cfg.id:
             raise ConfigError(f"{cfg.checkpoint}: trained on {agent.env_cfg.id}, not {cfg.env_id}")
+        env_cfg = agent.env_cfg
+        metadata = {"agent": "trained", "checkpoint": str(cfg.checkpoint), "epsilon": cfg.epsilon}
+    else:  # the Breakout preset's preprocessing (conf/env/breakout.yaml), for any Atari game
+        agent, env_cfg = None, OmegaConf.load(CONF_DIR / "env" / "breakout.yaml").env
+        env_cfg.id = cfg.env_id or "ALE/Breakout-v5"
+        metadata = {"agent": "random", "checkpoint": None, "epsilon": 1.0}
+    seed_everything(cfg.seed)
+    env = make_env(env_cfg, num_envs=1, seed=cfg.seed)
+    if agent is None:
+        policy = random_policy(env, seed=cfg.seed)
+    else:
         policy = with_epsilon(agent.act, n_actions=agent.n_actions, epsilon=float(cfg.epsilon), rng=np.random.default_rng(cfg.seed))
-        return agent.env_cfg, policy, {"agent": "trained", "checkpoint": str(cfg.checkpoint), "epsilon": cfg.epsilon}
-    # The Breakout preset's preprocessing (conf/env/breakout.yaml), for any Atari game.
-    env_cfg = OmegaConf.load(CONF_DIR / "env" / "breakout.yaml").env
-    env_cfg.id = cfg.env_id or "ALE/Breakout-v5"
-    probe = make_env(env_cfg, num_envs=1)
-    n_actions = probe.full_action_spec_unbatched["action"].space.n
-    probe.close()
-    rng = np.random.default_rng(cfg.seed)
-    return env_cfg, lambda observation: int(rng.integers(n_actions)), {"agent": "random", "checkpoint": None, "epsilon": 1.0}
+    return RecordingSource(env=env, env_cfg=env_cfg, policy=policy, metadata=metadata)
+
+
+def random_policy(env: EnvBase, *, seed: int) -> Policy:
+    """Uniformly random actions of ``env``'s (discrete) action space, from a generator seeded with ``seed``."""
+    rng, n_actions = np.random.default_rng(seed), env.full_action_spec_unbatched["action"].space.n
+    return lambda observation: int(rng.integers(n_actions))
 
 
 def _check_output_dir(output_dir: Path, *, key: str = "output_dir") -> None:

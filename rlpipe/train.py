@@ -168,9 +168,6 @@ def train(
                               f"{cfg.train.total_steps:,}); raise train.total_steps to train further")
     else:
         cfg = validate(cfg)
-    if cfg.train.total_steps % cfg.env.num_envs:
-        raise ConfigError(f"train.total_steps={cfg.train.total_steps} is invalid: expected a multiple of env.num_envs="
-                          f"{cfg.env.num_envs} (every env takes the same number of steps)")
     # Whatever the run leaves to clean up (its memory-mapped replay) is cleaned up at the end, exceptions included.
     with (StopSignals() if stop is None else nullcontext(stop)) as stop, ExitStack() as cleanup:
         return _train(cfg, run_dir, resume_from, stop=stop, cleanup=cleanup, started=started, group=group)
@@ -398,7 +395,6 @@ def _train(
         stop, interrupted=interrupted, complete=counters.step >= total_steps, out_of_time=out_of_time))
     write_json(run_dir / "summary.json", summary)
     _log.info("stopped by %s at step %s after %.1f wall seconds", summary["stopped_by"], f"{counters.step:,}", counters.wall_seconds)
-    _remove_if_empty(run_dir / "logs" / "csv" / "videos")  # TorchRL's CSV logger makes it; recorded videos go to <run>/videos
     logger.log_metrics({"summary/wall_seconds": summary["wall_seconds"]}, step=counters.step)
     logger.log_checkpoints([Path(path) for path in summary["checkpoints"].values() if path])
     return summary
@@ -514,11 +510,6 @@ def _move_log_files(old: Path, new: Path) -> None:
         if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == old.resolve():
             handler.close()  # reopened on the next record, in append mode, at the new path
             handler.baseFilename, handler.mode = str(new.resolve() / Path(handler.baseFilename).name), "a"
-
-
-def _remove_if_empty(directory: Path) -> None:
-    if directory.is_dir() and not any(directory.iterdir()):
-        directory.rmdir()
 
 
 def _remove_if_unused(run_dir: Path, *, default_layout: bool) -> None:
