@@ -43,7 +43,7 @@ from torch import nn
 
 from bench_common import compose_config, interleaved_medians, paired_ratio, rate, save
 from rlpipe.envs import make_env, transition_keys
-from rlpipe.learner import Learner
+from rlpipe.learner import make_learner
 from rlpipe.models import ACTIVATIONS, BytesToUnit, make_q_network
 from rlpipe.keys import INDEX_KEY
 from rlpipe.replay import make_replay_buffer
@@ -179,18 +179,25 @@ def on_threads(threads: int | None, fn):
     return wrapped
 
 
-def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: int):
-    """One learning phase of rlpipe/train.py, built with the same factories from the same configuration."""
+def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: int, observe_steps: int = 0):
+    """One learning phase of rlpipe/train.py, built with the same factories from the same configuration; with
+    ``observe_steps``, preceded by the learner's look at a collect of that many transitions (RND's statistics)."""
     cfg = compose_config([*overrides, "env.num_envs=1"])  # one stream: the synthetic data is one trajectory
     env = make_env(cfg.env)
     device = torch.device("cpu")
-    q_network = make_q_network(cfg.model, env, device, precision=resolve_precision(cfg.train.precision, device))
-    learner = Learner(cfg.train, q_network, transition_keys=transition_keys(env), device=device, total_updates=1_000_000)
+    precision = resolve_precision(cfg.train.precision, device)
+    learner = make_learner(cfg, make_q_network(cfg.model, env, device, precision=precision),
+                           make_network=lambda: make_q_network(cfg.model, env, device, precision=precision),
+                           transition_keys=transition_keys(env), observation_shape=env.full_observation_spec_unbatched["observation"].shape,
+                           num_envs=1, device=device, total_updates=1_000_000)
+    collect = data[:observe_steps] if observe_steps else None
     replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma)
     replay.extend(data)
     batch_size, prioritized = cfg.train.batch_size, cfg.buffer.kind == "prioritized"
 
     def phase() -> None:  # as rlpipe/train.py's learning phase: one draw, Learner.learn, one priority write
+        if collect is not None:
+            learner.observe(collect)
         block = replay.sample(updates_per_phase * batch_size)
         learned = learner.learn(block)
         if prioritized:

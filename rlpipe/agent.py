@@ -28,8 +28,12 @@ from rlpipe.config import ConfigError, validate
 from rlpipe.envs import make_env
 from rlpipe.keys import ACTION_MASK_KEY, OBSERVATION_KEY
 from rlpipe.models import make_q_network
+from rlpipe.rnd import EXPLORER_PREFIX
 
 ArrayLike = np.ndarray | torch.Tensor
+
+
+AGENT_PIECES = {"exploitation": "q_network", "exploration": EXPLORER_PREFIX + "q_network"}  # agent -> its checkpoint entry
 
 
 class Agent:
@@ -52,11 +56,19 @@ class Agent:
         self.checkpoint_step: int | None = None  # set by load(): the agent steps the checkpoint was trained for
 
     @classmethod
-    def load(cls, checkpoint: str | Path, *, device: str | torch.device = "cpu") -> Agent:
+    def load(cls, checkpoint: str | Path, *, device: str | torch.device = "cpu", agent: str = "exploitation") -> Agent:
         """The agent saved in ``checkpoint`` (``best.pt`` or ``last.pt`` of a run); raises ``CheckpointError``
         (one line, naming the file) when it is missing, truncated, foreign, or its network does not load. The one
-        way a checkpoint becomes a policy: ``rlpipe.evaluate`` and ``rlpipe.record`` load through it."""
+        way a checkpoint becomes a policy: ``rlpipe.evaluate`` and ``rlpipe.record`` load through it.
+
+        ``agent``: ``exploitation`` (the default: a run's only agent, or with ``exploration=rnd`` the one that learns
+        the extrinsic reward, evaluated during training) or ``exploration`` (RND's exploration agent)."""
+        if agent not in AGENT_PIECES:
+            raise ValueError(f"agent={agent!r}: expected one of {', '.join(AGENT_PIECES)}")
         payload = load_checkpoint(checkpoint)
+        piece = AGENT_PIECES[agent]
+        if payload.get(piece) is None:
+            raise CheckpointError(f"{checkpoint}: has no {agent} agent (only runs with exploration=rnd have two agents)")
         try:
             cfg = validate(OmegaConf.create(payload["config"]))
         except ConfigError as err:
@@ -70,9 +82,9 @@ class Agent:
         finally:
             env.close()
         try:
-            q_network.load_state_dict(payload["q_network"])
+            q_network.load_state_dict(payload[piece])
         except (RuntimeError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{checkpoint}: cannot load q_network: {str(err).splitlines()[0][:160]}") from None
+            raise CheckpointError(f"{checkpoint}: cannot load {piece}: {str(err).splitlines()[0][:160]}") from None
         agent = cls(q_network.eval(), observation_shape=observation_shape, n_actions=n_actions, device=device)
         agent.env_cfg = cfg.env
         agent.checkpoint_step = payload["counters"]["step"]

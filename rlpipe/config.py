@@ -207,6 +207,23 @@ class TemperatureConfig:
     decay_slowdown: float = _key(positive())
 
 
+@dataclass
+class RndConfig(EGreedyConfig):  # the exploration agent acts epsilon-greedy: egreedy's keys, and RND's
+    kind: str = _key(one_of("rnd"))
+    alpha_init: float = _key(between(0.0, 1.0))
+    alpha_final: float = _key(between(0.0, 1.0))
+    alpha_schedule: str = _key(one_of("constant", "linear", "exponential"))
+    alpha_decay_steps: int = _key(at_least(1))
+    predictor_lr: float = _key(positive())
+    update_fraction: float = _key(Rule(lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"))
+    intrinsic_gamma: float = _key(Rule(lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"))
+    intrinsic_stats_steps: int = _key(at_least(1))
+    intrinsic_normalisation: str = _key(one_of("reward", "return"))
+    obs_clip: float = _key(positive())
+    rnd_hidden_sizes: list[int] = _key(Rule(lambda v: len(v) > 0 and all(n >= 1 for n in v), "a non-empty list of sizes >= 1"))
+    rnd_feature_size: int = _key(at_least(1))
+
+
 _STORAGE = one_of("memory", "memmap")
 
 
@@ -267,7 +284,7 @@ _SECTION_SCHEMAS: dict[str, type] = {
 _FAMILY_SCHEMAS: dict[str, dict[str, type]] = {
     "env": {"classic": ClassicEnvConfig, "atari": AtariEnvConfig, "doorkey": DoorKeyEnvConfig},
     "model": {"mlp": MlpConfig, "nature_cnn": NatureCnnConfig},
-    "exploration": {"egreedy": EGreedyConfig, "temperature": TemperatureConfig},
+    "exploration": {"egreedy": EGreedyConfig, "temperature": TemperatureConfig, "rnd": RndConfig},
     "buffer": {"prioritized": PrioritizedBufferConfig, "uniform": UniformBufferConfig},
 }
 _TOP_LEVEL_KEYS = ("resume",)  # resume: path to a checkpoint, or null
@@ -371,13 +388,15 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
             f"train.n_step={train.n_step} is invalid with env={cfg.env.name}: n-step returns are computed by the "
             f"frame replay of pixel (atari) environments; expected 1"
         )
-    if exploration.kind == "egreedy":
+    if exploration.kind in ("egreedy", "rnd"):  # (rnd: the exploration agent's epsilon)
         if exploration.eps_final > exploration.eps_init:
             raise ConfigError(
                 f"exploration.eps_final={exploration.eps_final} is invalid: expected at most exploration.eps_init={exploration.eps_init}"
             )
         if exploration.annealing == "exponential" and exploration.eps_final <= 0:
             raise ConfigError("exploration.eps_final=0 is invalid with annealing=exponential: expected a number > 0")
+    if exploration.kind == "rnd" and exploration.alpha_schedule == "exponential" and min(exploration.alpha_init, exploration.alpha_final) <= 0:
+        raise ConfigError("exploration.alpha_init and alpha_final must be > 0 with alpha_schedule=exponential")
     if (cfg.record.dataset or cfg.record.video) and cfg.env.kind != "atari":
         switch = "record.dataset" if cfg.record.dataset else "record.video"
         raise ConfigError(f"{switch}=true is invalid with env={cfg.env.name}: gameplay recording needs an Atari game")

@@ -126,9 +126,11 @@ def main(cfg: DictConfig) -> None:
     except ConfigError as err:
         raise SystemExit(f"rlpipe.evaluate: invalid configuration: {err}") from None
     try:
-        agent = Agent.load(cfg.checkpoint, device=device)  # the one way a checkpoint becomes a policy (as recording)
+        agent = Agent.load(cfg.checkpoint, device=device, agent=cfg.agent)  # the one way a checkpoint becomes a policy (as recording)
     except CheckpointError as err:
         raise SystemExit(f"rlpipe.evaluate: {err}") from None
+    except ValueError as err:
+        raise SystemExit(f"rlpipe.evaluate: invalid configuration: {err}") from None
     seed_everything(cfg.eval.seed)
     env = agent.make_env(num_envs=cfg.eval.episodes, seed=cfg.eval.seed)
     result = evaluate_policy(env, agent.q_network, device=device, epsilon=cfg.eval.epsilon)
@@ -138,6 +140,7 @@ def main(cfg: DictConfig) -> None:
             {
                 "checkpoint": str(cfg.checkpoint),
                 "env": agent.env_cfg.id,
+                "agent": cfg.agent,
                 "step": agent.checkpoint_step,
                 "eval/episodes": cfg.eval.episodes,
                 "eval/epsilon": cfg.eval.epsilon,

@@ -126,8 +126,11 @@ def make_exploration(
 ) -> Exploration:
     """Epsilon-greedy (Mnih et al. 2015, https://www.nature.com/articles/nature14236) or Boltzmann exploration.
 
+    With ``kind=rnd`` the module is epsilon-greedy on the exploration agent's Q-values (``rlpipe.rnd``: the
+    intrinsic reward shapes those Q-values; epsilon only adds a little noise).
+
     Args:
-        exploration_cfg: the ``exploration`` config section; ``kind`` is ``egreedy`` or ``temperature``.
+        exploration_cfg: the ``exploration`` config section; ``kind`` is ``egreedy``, ``temperature`` or ``rnd``.
         action_spec: the unbatched action spec; epsilon-greedy draws random actions from it.
         device: where the module's buffers live (the policy's device).
         action_mask_key: the env's action-mask key, if any: random and Boltzmann actions are drawn among the

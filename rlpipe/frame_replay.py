@@ -52,7 +52,7 @@ from tensordict import MemoryMappedTensor, TensorDict, TensorDictBase
 from torchrl.data import PrioritizedSampler
 
 from rlpipe.keys import EPISODE_LENGTH_KEY as EPISODE_STEP_KEY
-from rlpipe.keys import INDEX_KEY, OBSERVATION_KEY, PRIORITY_WEIGHT_KEY, STEPS_TO_NEXT_OBS_KEY, TRANSITION_KEYS
+from rlpipe.keys import INDEX_KEY, OBSERVATION_KEY, PRIORITY_WEIGHT_KEY, STEPS_TO_NEXT_OBS_KEY, TRANSITION_FIELDS
 
 
 @dataclass(frozen=True)
@@ -282,12 +282,12 @@ class FrameReplay:
         next_observation = frames[base[:, None] + next_slot % self.slots_per_stream]  # [B, N, H, W]
         batch = TensorDict(
             {
-                TRANSITION_KEYS[0]: observation,
-                TRANSITION_KEYS[1]: flat["action"][index],
-                TRANSITION_KEYS[2]: next_observation,
-                TRANSITION_KEYS[3]: reward.unsqueeze(-1),
-                TRANSITION_KEYS[4]: flat["done"][last].unsqueeze(-1),
-                TRANSITION_KEYS[5]: flat["terminated"][last].unsqueeze(-1),
+                TRANSITION_FIELDS["observation"]: observation,
+                TRANSITION_FIELDS["action"]: flat["action"][index],
+                TRANSITION_FIELDS["next_observation"]: next_observation,
+                TRANSITION_FIELDS["reward"]: reward.unsqueeze(-1),
+                TRANSITION_FIELDS["done"]: flat["done"][last].unsqueeze(-1),
+                TRANSITION_FIELDS["terminated"]: flat["terminated"][last].unsqueeze(-1),
                 INDEX_KEY: index,
             },
             batch_size=index.shape,

@@ -9,15 +9,21 @@ ACTION_MASK_KEY = "action_mask"  # [A] bool, True where an action is valid (Door
 GOAL_REACHED_KEY = "goal_reached"  # the episode ended on its goal: the task's success (DoorKey)
 EPISODE_PRIMITIVE_STEPS_KEY = "episode_primitive_steps"  # primitive actions in the episode so far (DoorKey)
 
-# What a stored transition holds, and what the learner reads.
-TRANSITION_KEYS = (
-    OBSERVATION_KEY,
-    "action",
-    ("next", OBSERVATION_KEY),
-    ("next", "reward"),
-    ("next", "done"),
-    ("next", "terminated"),  # terminal for the TD target
-)
+REWARD_KEY = ("next", "reward")  # the env's (extrinsic) reward of a transition
+COMBINED_REWARD_KEY = ("next", "combined_reward")  # RND: (1 - alpha) * extrinsic + alpha * intrinsic, set at sampling time
+INTRINSIC_REWARD_KEY = ("next", "intrinsic_reward")  # RND: the predictor's normalised error on the next observation
+
+# What a stored transition holds, field by field: the replay buffers store these and the learner reads them. A
+# learner reads its reward from its own key (``rlpipe.learner.Learner(reward_key=)``), the others as declared here.
+TRANSITION_FIELDS = {
+    "observation": OBSERVATION_KEY,
+    "action": "action",
+    "next_observation": ("next", OBSERVATION_KEY),
+    "reward": REWARD_KEY,
+    "done": ("next", "done"),
+    "terminated": ("next", "terminated"),  # terminal for the TD target
+}
+TRANSITION_KEYS = tuple(TRANSITION_FIELDS.values())
 MASK_TRANSITION_KEYS = (ACTION_MASK_KEY, ("next", ACTION_MASK_KEY))  # stored too where the env masks actions
 STEPS_TO_NEXT_OBS_KEY = "steps_to_next_obs"  # [1] agent steps an n-step transition spans (TorchRL's TD(0) reads it)
 INDEX_KEY = "index"  # where a sampled transition sits in the replay buffer

@@ -6,8 +6,9 @@ Shape legend: ``K`` updates in a learning phase, ``B`` batch, ``O`` observation 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
@@ -16,10 +17,13 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler
 from torchrl.modules import QValueActor
 from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
 
-from rlpipe.keys import PRIORITY_WEIGHT_KEY, STEPS_TO_NEXT_OBS_KEY, TRANSITION_KEYS
+from rlpipe.keys import COMBINED_REWARD_KEY, PRIORITY_WEIGHT_KEY, REWARD_KEY, STEPS_TO_NEXT_OBS_KEY, TRANSITION_KEYS
+
+if TYPE_CHECKING:
+    from rlpipe.rnd import RNDLearner
 
 
-def make_loss(train_cfg: DictConfig, q_network: QValueActor) -> DQNLoss:
+def make_loss(train_cfg: DictConfig, q_network: QValueActor, *, reward_key: tuple[str, str] = REWARD_KEY) -> DQNLoss:
     """TorchRL's ``DQNLoss`` in its double-DQN form (van Hasselt et al. 2016, https://arxiv.org/abs/1509.06461).
 
     The online network picks the next action and the target network values it::
@@ -28,9 +32,11 @@ def make_loss(train_cfg: DictConfig, q_network: QValueActor) -> DQNLoss:
         loss = sum_i w_i * distance(Q_online(s_i, a_i), y_i) / sum_i w_i
 
     where ``w_i`` are PER's importance weights (all 1 with uniform replay). Only ``terminated`` stops the
-    bootstrap: an episode cut by a time limit (``truncated``) still bootstraps from its last state.
+    bootstrap: an episode cut by a time limit (``truncated``) still bootstraps from its last state. ``r`` is read
+    from ``reward_key`` (``("next", "reward")``, the env's; RND's exploration agent reads its combined reward).
     """
     loss = DQNLoss(q_network, loss_function=train_cfg.loss, delay_value=True, double_dqn=True)
+    loss.set_keys(reward=reward_key[-1])  # DQNLoss reads ("next", <reward>)
     loss.make_value_estimator(ValueEstimators.TD0, gamma=train_cfg.gamma)
     return loss
 
@@ -200,7 +206,8 @@ class Learner:
     gradient step, with the stateful pieces a checkpoint stores.
 
     ``rlpipe/train.py`` runs :meth:`learn` once per learning phase, and ``benchmarks/learner_throughput.py``
-    measures the same call; a second agent learning from the same minibatches is a second instance.
+    measures the same call; a second agent learning from the same minibatches is a second instance
+    (``rlpipe.rnd.RNDLearner`` holds two, behind this same interface).
 
     Args:
         train_cfg: the ``train`` config section.
@@ -208,19 +215,43 @@ class Learner:
         transition_keys: what a stored transition of the env holds (``rlpipe.envs.transition_keys``).
         device: where the learner's parameters live.
         total_updates: the gradient updates of the whole run (the length of a learning-rate schedule).
+        reward_key: the reward this learner learns from, in place of the transition's ``("next", "reward")``
+            (``rlpipe.keys.TRANSITION_FIELDS``); the other fields are read as stored.
     """
 
     def __init__(
-        self, train_cfg: DictConfig, q_network: QValueActor, *, transition_keys: tuple, device: torch.device, total_updates: int
+        self,
+        train_cfg: DictConfig,
+        q_network: QValueActor,
+        *,
+        transition_keys: tuple,
+        device: torch.device,
+        total_updates: int,
+        reward_key: tuple[str, str] = REWARD_KEY,
     ) -> None:
         self.q_network = q_network
-        self.loss_module = make_loss(train_cfg, q_network)
+        transition_keys = tuple(reward_key if key == REWARD_KEY else key for key in transition_keys)
+        self.loss_module = make_loss(train_cfg, q_network, reward_key=reward_key)
         self.optimizer = make_optimizer(train_cfg, self.loss_module, device)
         self.lr_scheduler = make_lr_scheduler(train_cfg, self.optimizer, total_updates=total_updates)
         self.target_updater = make_target_updater(train_cfg, self.loss_module)
         self.gradient_update = make_gradient_update(train_cfg, self.loss_module, self.optimizer,
                                                     transition_keys=transition_keys, device=device)
         self.batch_size = train_cfg.batch_size
+
+    progress_names: tuple[str, ...] = ()  # metrics the progress bar shows beyond the loop's own (RND: alpha, ...)
+
+    @property
+    def acting_network(self) -> QValueActor:
+        """The Q-network the collector's policy acts with (this agent's own)."""
+        return self.q_network
+
+    def observe(self, batch: TensorDictBase) -> None:
+        """Sees each collect's transitions; a single agent keeps nothing of them (RND keeps statistics)."""
+
+    def schedule(self, step: int) -> None:
+        """Sets schedules kept by the learner for the agent-step counter; a single agent has none beyond the
+        learning-rate schedule, which steps with the updates."""
 
     def learn(self, block: TensorDict) -> PhaseResult:
         """One gradient update per minibatch of ``block`` (``[K * B]`` sampled transitions, split into ``K``
@@ -254,6 +285,10 @@ class Learner:
         states = block.select(*self.q_network.in_keys).to(device)  # the observation, and the action mask if any
         return self.q_network(states).get("chosen_action_value").mean().item()
 
+    def metrics(self, block: TensorDictBase | None) -> dict[str, float]:
+        """The learning rate and the mean greedy Q-value over ``block``, the latest phase's sample (NaN before any)."""
+        return {"train/lr": self.lr, "train/q_mean": self.q_mean(block) if block is not None else float("nan")}
+
     def pieces(self) -> dict[str, Any]:
         """The learner's stateful pieces, by the names checkpoints store them under."""
         return {
@@ -263,3 +298,42 @@ class Learner:
             "lr_scheduler": self.lr_scheduler,
             "target_updater": TargetUpdaterState(self.target_updater),
         }
+
+
+def make_learner(
+    cfg: DictConfig, q_network: QValueActor, *, make_network: Callable[[], QValueActor], transition_keys: tuple,
+    observation_shape: torch.Size, num_envs: int, device: torch.device, total_updates: int,
+) -> Learner | RNDLearner:
+    """One agent (:class:`Learner`), or with ``exploration=rnd`` two agents and RND (``rlpipe.rnd.RNDLearner``).
+
+    Args:
+        cfg: the run's configuration (``train`` and ``exploration`` are read).
+        q_network: the (exploitation) agent's Q-network.
+        make_network: builds another Q-network of the same shape (RND's exploration agent).
+        transition_keys: what a stored transition of the env holds (``rlpipe.envs.transition_keys``).
+        observation_shape: ``O``, the env's unbatched observation.
+        num_envs: environments stepped side by side (one intrinsic return each).
+        device: where the networks live.
+        total_updates: the gradient updates of the whole run.
+    """
+    learner = Learner(cfg.train, q_network, transition_keys=transition_keys, device=device, total_updates=total_updates)
+    if cfg.exploration.kind != "rnd":
+        return learner
+    from rlpipe import rnd  # (rlpipe.rnd builds on this module)
+
+    exploration = cfg.exploration
+    explorer = Learner(cfg.train, make_network(), transition_keys=transition_keys, device=device,
+                       total_updates=total_updates, reward_key=COMBINED_REWARD_KEY)
+    target, predictor = rnd.make_rnd_networks(exploration, observation_shape)
+    return rnd.RNDLearner(
+        learner, explorer,
+        rnd.RND(target, predictor, observation_shape=observation_shape, num_envs=num_envs,
+                obs_clip=exploration.obs_clip, intrinsic_gamma=exploration.intrinsic_gamma,
+                stats_horizon=exploration.intrinsic_stats_steps, normalise_by=exploration.intrinsic_normalisation),
+        predictor_lr=exploration.predictor_lr,
+        update_fraction=exploration.update_fraction,
+        alpha=rnd.AlphaSchedule(alpha_init=exploration.alpha_init, alpha_final=exploration.alpha_final,
+                                decay_steps=exploration.alpha_decay_steps, shape=exploration.alpha_schedule),
+        batch_size=cfg.train.batch_size,
+        device=device,
+    )

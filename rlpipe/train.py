@@ -52,11 +52,11 @@ from rlpipe.config import ConfigError, resumed_config, validate
 from rlpipe.envs import action_mask_key, episode_stats, make_env, score_key, transition_keys
 from rlpipe.evaluate import EvalResult, evaluate_policy
 from rlpipe.exploration import make_exploration
-from rlpipe.learner import Learner
+from rlpipe.learner import make_learner
 from rlpipe.loggers import MetricWindow, StageClock, check_logger, make_logger
 from rlpipe.models import make_q_network
 from rlpipe.record import make_training_recorder
-from rlpipe.keys import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, INDEX_KEY, PRIORITY_WEIGHT_KEY
+from rlpipe.keys import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, INDEX_KEY, OBSERVATION_KEY, PRIORITY_WEIGHT_KEY
 from rlpipe.replay import make_beta_schedule, make_replay_buffer, make_replay_scratch
 from rlpipe.runtime import (
     StopSignals,
@@ -198,9 +198,14 @@ def _train(
     exploration = make_exploration(
         cfg.exploration, env.full_action_spec_unbatched["action"], device, action_mask_key=action_mask_key(env)
     )
-    policy = TensorDictSequential(q_network, exploration.module)
     total_updates = math.ceil((cfg.train.total_steps - cfg.train.init_random_steps) * cfg.train.updates_per_step)
-    learner = Learner(cfg.train, q_network, transition_keys=transition_keys(env), device=device, total_updates=total_updates)
+    # One agent, or with exploration=rnd two (the exploitation agent is q_network; the exploration agent acts)
+    learner = make_learner(
+        cfg, q_network, make_network=lambda: make_q_network(cfg.model, env, device, precision=precision),
+        transition_keys=transition_keys(env), observation_shape=env.full_observation_spec_unbatched[OBSERVATION_KEY].shape,
+        num_envs=env.batch_size.numel(), device=device, total_updates=total_updates,
+    )
+    policy = TensorDictSequential(learner.acting_network, exploration.module)
     scratch = make_replay_scratch(cfg.buffer, run_dir)  # the run's own directory for memory-mapped replay, if any
     if scratch is not None:
         cleanup.callback(scratch.remove)
@@ -288,6 +293,8 @@ def _train(
         # ---- Store the transitions (the buffer keeps what the loss reads); count steps and finished episodes.
         with clock("replay"):
             replay.extend(batch)  # [num_envs, steps] or [steps]
+        with clock("learner"):
+            learner.observe(batch)  # RND: its observation and scaling statistics (nothing for one agent)
         batch = batch.reshape(-1)  # [steps_per_collect] transitions
         counters.step += batch.numel()
         done = batch.get(("next", "done")).reshape(-1)
@@ -301,6 +308,7 @@ def _train(
 
         # ---- Schedules are functions of the run's counters.
         exploration_value = exploration.update(step=counters.step, episodes=counters.episodes)
+        learner.schedule(counters.step)  # RND: alpha
         if prioritized:
             replay.sampler.beta = beta_schedule(counters.step)
 
@@ -368,8 +376,7 @@ def _train(
             metrics |= clock.flush(steps=steps_in_window)
             metrics |= {
                 f"train/{exploration.name}": exploration_value,
-                "train/lr": learner.lr,
-                "train/q_mean": learner.q_mean(block) if block is not None else float("nan"),
+                **learner.metrics(block),  # train/lr, train/q_mean (RND: explore/*, rnd/*)
                 "buffer/size": len(replay),
             }
             if prioritized:
@@ -380,6 +387,7 @@ def _train(
                 f"train/{exploration.name}": f"{exploration_value:.3f}",
                 "train/loss": f"{metrics.get('train/loss', float('nan')):.4f}",
                 "eval/return_mean": f"{last_eval.return_mean:.1f}" if last_eval else "-",
+                **{name: f"{metrics[name]:.3f}" for name in learner.progress_names},  # RND: combined reward, alpha
             })
             next_log = _next_multiple(counters.step, log_interval)
         progress.update(batch.numel())

@@ -8,9 +8,9 @@ import torch
 from omegaconf import OmegaConf
 
 from rlpipe.config import ConfigError
-from rlpipe.envs import make_env
+from rlpipe.envs import make_env, transition_keys
 from rlpipe.exploration import make_exploration
-from rlpipe.learner import make_loss, make_lr_scheduler, make_optimizer, make_target_updater
+from rlpipe.learner import make_learner
 from rlpipe.loggers import make_logger
 from rlpipe.models import make_q_network
 from rlpipe.replay import make_beta_schedule, make_replay_buffer
@@ -36,10 +36,10 @@ def test_every_option_composes_and_builds(group, option, tmp_path):
     env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=0)
     q_network = make_q_network(cfg.model, env, device)
     exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], device)
-    loss = make_loss(cfg.train, q_network)
-    optimizer = make_optimizer(cfg.train, loss, device)
-    make_lr_scheduler(cfg.train, optimizer, total_updates=100)
-    make_target_updater(cfg.train, loss)
+    learner = make_learner(cfg, q_network, make_network=lambda: make_q_network(cfg.model, env, device),
+                           transition_keys=transition_keys(env), observation_shape=env.full_observation_spec_unbatched["observation"].shape,
+                           num_envs=env.batch_size.numel(), device=device, total_updates=100)
+    assert learner.acting_network is (q_network if cfg.exploration.kind != "rnd" else learner.explore.q_network)
     replay = make_replay_buffer(cfg.buffer, cfg.env, env)
     make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
     logger = make_logger(cfg.logger, tmp_path, run_name="test", config=cfg)
@@ -69,10 +69,26 @@ def test_option_combinations_compose(overrides):
 
 
 @pytest.mark.parametrize("env", ["cartpole", "lunarlander", "breakout", "breakout_gpu", "doorkey", "doorkey_primitive"])
-@pytest.mark.parametrize("exploration", ["egreedy", "temperature"])
+@pytest.mark.parametrize("exploration", ["egreedy", "temperature", "rnd"])
 def test_every_env_and_exploration_pair_composes(env, exploration):
     cfg = compose_config([f"env={env}", f"exploration={exploration}"])
     assert cfg.exploration.kind == exploration and cfg.env.name == env
+
+
+@pytest.mark.parametrize("env", ["cartpole", "lunarlander", "breakout", "doorkey", "doorkey_primitive"])
+def test_rnd_builds_and_rewards_every_env(env):
+    """exploration=rnd on every task: two agents, and an intrinsic reward [E, 1] for the env's own observations."""
+    cfg = compose_config([f"env={env}", "exploration=rnd", *SMALL])
+    device = torch.device("cpu")
+    task = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=0)
+    learner = make_learner(cfg, make_q_network(cfg.model, task, device), make_network=lambda: make_q_network(cfg.model, task, device),
+                           transition_keys=transition_keys(task), observation_shape=task.full_observation_spec_unbatched["observation"].shape,
+                           num_envs=task.batch_size.numel(), device=device, total_updates=100)
+    observation = task.reset().get("observation").reshape(-1, *task.full_observation_spec_unbatched["observation"].shape)
+    reward = learner.rnd.intrinsic_reward(observation)
+    assert reward.shape == (len(observation), 1) and bool((reward >= 0).all())
+    assert learner.exploit.q_network is not learner.explore.q_network
+    task.close()
 
 
 def test_breakout_cpu_preset_picks_its_model_exploration_and_schedules():

@@ -1,0 +1,120 @@
+"""Does RND explore? ``exploration=egreedy`` against ``exploration=rnd`` on DoorKey-8x8 with primitive actions.
+
+``env=doorkey_primitive`` (MiniGrid's sparse reward: 0 until the goal) has kept epsilon-greedy DQN at 0% success
+for 200,000 steps (``benchmarks/doorkey.py``). Each (mode, seed) is the real CLI in a process of its own, given
+the same step budget; ``--jobs`` of them run side by side, each with ``train.num_threads=1`` (two jobs on the two
+cores of the reference machine; never more jobs than cores). Evaluation: 20 greedy episodes of the exploitation
+agent every ``--eval-steps``; a run stops at its first evaluation at ``--stop-at`` success (the target, 90%;
+``--stop-at 0`` runs every budget to its end). Reported per run: the success rate over training, the first evaluation with any
+success and the first at >= 90%, and the agent step of the first successful *training* episode (from the
+``episode/success`` log, at ``train.log_interval_steps`` resolution).
+
+A run whose ``summary.json`` says finished is not run again (the benchmark can be stopped and restarted); an
+unfinished one resumes from its ``last.pt``. ``--report-only`` runs nothing and reports the runs as they stand
+(unfinished ones up to their latest evaluation, marked as such).
+
+    python benchmarks/doorkey_rnd.py [--modes egreedy rnd] [--seeds 0 1 2] [--steps 300000] [--out outputs/bench/doorkey_rnd]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench_common import REPO, save
+
+TARGET_SUCCESS = 0.9  # the issue's target: the exploitation agent at >= 90% success within the budget, every seed
+
+
+def run(mode: str, seed: int, *, steps: int, eval_steps: int, stop_at: float | None, out: Path) -> dict:
+    """Trains one (mode, seed) to completion (resuming an unfinished run) and returns its summary and log figures."""
+    run_dir = out / f"{mode}_seed{seed}"
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file() and json.loads(summary_path.read_text())["finished"]:
+        return collect(run_dir)
+    last = run_dir / "checkpoints" / "last.pt"
+    arguments = ([f"resume={last}"] if last.is_file() else
+                 ["env=doorkey_primitive", f"exploration={mode}", f"train.seed={seed}", f"train.total_steps={steps}",
+                  f"eval.interval_steps={eval_steps}", "eval.episodes=20", "train.log_interval_steps=1000",
+                  "checkpoint.interval_steps=25000",
+                  *([f"env.solved_success_rate={stop_at}"] if stop_at is not None else [])])
+    started = time.perf_counter()
+    with (out / f"{mode}_seed{seed}.log").open("a") as log:
+        proc = subprocess.run(
+            [sys.executable, "-m", "rlpipe.train", *arguments, "train.num_threads=1", f"hydra.run.dir={run_dir}"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"),
+        )
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} seed {seed} failed (exit {proc.returncode}); see {out / f'{mode}_seed{seed}.log'}")
+    print(f"{mode} seed {seed}: done in {time.perf_counter() - started:.0f} s", flush=True)
+    return collect(run_dir)
+
+
+def collect(run_dir: Path) -> dict:
+    """A finished run's summary, with the first training-episode success read from its ``episode/success`` log."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    first_training_success = None
+    success_log = run_dir / "logs" / "csv" / "scalars" / "episode" / "success.csv"
+    if success_log.is_file():
+        with success_log.open() as file:
+            first_training_success = next((int(float(row[0])) for row in csv.reader(file)
+                                           if row and row[0] != "step" and float(row[1]) > 0), None)
+    evaluations = summary["evaluations"] or [{"step": 0, "eval/success_rate": float("nan")}]
+    return {
+        "finished": summary["finished"],
+        "steps_so_far": summary["steps"],
+        "summary": summary,
+        "first_training_success_step": first_training_success,
+        "first_eval_success_step": next((e["step"] for e in evaluations if e["eval/success_rate"] > 0), None),
+        "first_eval_target_step": next((e["step"] for e in evaluations if e["eval/success_rate"] >= TARGET_SUCCESS), None),
+        "final_success_rate": evaluations[-1]["eval/success_rate"],
+        "best_success_rate": max(e["eval/success_rate"] for e in evaluations),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", nargs="+", default=["egreedy", "rnd"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=300_000)
+    parser.add_argument("--eval-steps", type=int, default=10_000)
+    parser.add_argument("--stop-at", type=float, default=TARGET_SUCCESS,
+                        help="stop a run at its first evaluation with this success rate (0 runs the whole budget)")
+    parser.add_argument("--report-only", action="store_true", help="run nothing; report the runs as they stand")
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one torch thread each")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench" / "doorkey_rnd")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    runs = [(mode, seed) for mode in args.modes for seed in args.seeds]
+    if args.report_only:
+        runs = [(mode, seed) for mode, seed in runs if (args.out / f"{mode}_seed{seed}" / "summary.json").is_file()]
+        results = [collect(args.out / f"{mode}_seed{seed}") for mode, seed in runs]
+    else:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(lambda ms: run(*ms, steps=args.steps, eval_steps=args.eval_steps,
+                                                      stop_at=args.stop_at or None, out=args.out), runs))
+
+    print("\n| mode | seed | success over training (20 greedy episodes per evaluation) | first training success | "
+          f"first eval success | first eval >= {TARGET_SUCCESS:.0%} | final | wall s |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    for (mode, seed), r in zip(runs, results):
+        curve = " ".join(f"{e['eval/success_rate']:.2f}" for e in r["summary"]["evaluations"])
+        unfinished = "" if r["finished"] else f" (unfinished: {r['steps_so_far']:,} steps so far)"
+        print(f"| {mode}{unfinished} | {seed} | {curve} | {r['first_training_success_step']} | {r['first_eval_success_step']} | "
+              f"{r['first_eval_target_step']} | {r['final_success_rate']:.2f} | {r['summary']['wall_seconds']:.0f} |")
+    previous = REPO / "benchmarks" / "results" / "doorkey_rnd.json"
+    stored = json.loads(previous.read_text()).get("runs", {}) if previous.is_file() else {}
+    stored |= {f"{mode}_seed{seed}": r for (mode, seed), r in zip(runs, results)}  # modes measured apart keep each other
+    save("doorkey_rnd", {"steps": args.steps, "eval_steps": args.eval_steps, "jobs": args.jobs, "runs": stored})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+"""Random Network Distillation (Burda et al. 2018, https://arxiv.org/abs/1810.12894) with two agents on one replay
+buffer: ``exploration=rnd``.
+
+- **RND** (:class:`RND`): a fixed, randomly initialised *target* network and a trained *predictor*; the intrinsic
+  reward of a transition is the predictor's squared error on its next observation (novel observations are
+  predicted badly). Both networks are orthogonally initialised; their input is the observation normalised by a
+  running mean and standard deviation, per feature (per pixel for images: the newest frame of the stack, as in the
+  paper) and clipped to +-5; the intrinsic reward is divided by a running standard deviation over recent steps of
+  the (discounted, non-episodic) intrinsic return (``exploration.intrinsic_normalisation=return``, the paper's) or of
+  the intrinsic reward itself (``reward``, the default: see ``conf/exploration/rnd.yaml`` for the measurement).
+- **Two agents** (:class:`RNDLearner`): the *exploration* agent learns from
+  ``combined = (1 - alpha) * extrinsic + alpha * intrinsic`` and drives collection (with a small epsilon); the
+  *exploitation* agent learns from the extrinsic reward only. Both are :class:`rlpipe.learner.Learner` instances and
+  learn from the same sampled minibatches every learning phase; ``alpha`` decays over training
+  (:class:`AlphaSchedule`). Evaluation, ``best.pt`` and ``summary.json`` are the exploitation agent's.
+
+What comes from TorchRL and what does not:
+
+- ``torchrl.envs.transforms.rnd.RunningMeanStd`` keeps the observation statistics, and
+  ``torchrl.objectives.RNDLoss`` is the predictor's loss (with the paper's update fraction). The intrinsic
+  return's statistics weigh recent steps (:class:`MovingMeanStd`, which says why).
+- ``RNDTransform`` is not used: it writes the intrinsic reward at collection time, so with off-policy replay a
+  transition would keep the stale reward of the predictor that saw it first; here intrinsic rewards come from the
+  current predictor when a minibatch is sampled. It also keeps observation statistics over the last dimension
+  only (per image column, not per pixel) and normalises by the reward's, not the return's, standard deviation.
+
+Shape legend: ``E`` environments, ``T`` steps per collect, ``K`` updates per learning phase, ``B`` batch,
+``O`` observation (``[D]`` vectors or ``[N, H, W]`` frame stacks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from tensordict import TensorDict, TensorDictBase
+from torch import nn
+from torchrl.envs.transforms.rnd import RunningMeanStd
+from torchrl.modules import MLP, ConvNet
+from torchrl.objectives import RNDLoss
+
+from rlpipe.keys import COMBINED_REWARD_KEY, INTRINSIC_REWARD_KEY, OBSERVATION_KEY, REWARD_KEY
+from rlpipe.learner import Learner, PhaseResult
+
+NEXT_OBSERVATION_KEY = ("next", OBSERVATION_KEY)
+_RND_INPUT_KEY = "rnd_input"  # the normalised next observation RNDLoss reads
+EXPLORER_PREFIX = "explore/"  # the exploration agent's checkpoint entries and metrics: explore/q_network, explore/loss
+
+
+@dataclass(frozen=True)
+class AlphaSchedule:
+    """The intrinsic reward's share ``alpha`` as a function of agent steps, from ``alpha_init`` to ``alpha_final``
+    at ``decay_steps``: ``constant`` (``alpha_init`` throughout), ``linear``, or ``exponential``
+    (``alpha_init * r**step``, both ends > 0)."""
+
+    alpha_init: float
+    alpha_final: float
+    decay_steps: int
+    shape: str
+
+    def __call__(self, step: int) -> float:
+        progress = min(step / self.decay_steps, 1.0)
+        if self.shape == "constant":
+            return self.alpha_init
+        if self.shape == "linear":
+            return self.alpha_init + (self.alpha_final - self.alpha_init) * progress
+        return self.alpha_init * math.exp(progress * math.log(self.alpha_final / self.alpha_init))
+
+
+class MovingMeanStd(nn.Module):
+    """Mean and variance of a scalar stream, weighted toward its last ``horizon`` values (exponential moving
+    statistics; each value's weight decays by ``1 - 1 / horizon`` per newer value).
+
+    Hand-written because TorchRL's ``RunningMeanStd`` weighs all history equally: the predictor's error shrinks
+    as it learns, so all-history statistics of the intrinsic return stay dominated by the first steps' large
+    errors and the normalised reward sinks toward zero (measured on DoorKey-8x8: about 0.001 per step after 40,000
+    steps, below what DQN's updates resolve next to a sparse extrinsic reward of about 0.5). Weighing recent
+    steps alone did not cure it for the return (0.005 per step at 3,000 steps and falling: while the predictor
+    learns, the return's drift dominates its spread), hence ``intrinsic_normalisation=reward`` by default.
+    """
+
+    def __init__(self, horizon: int) -> None:
+        super().__init__()
+        self.horizon = horizon
+        self.register_buffer("mean", torch.tensor(0.0))
+        self.register_buffer("var", torch.tensor(1.0))
+        self.register_buffer("count", torch.tensor(0.0))  # values seen (0: the first batch sets the statistics)
+
+    def update(self, values: torch.Tensor) -> None:
+        values = values.float().reshape(-1)
+        batch_mean, batch_var = values.mean(), values.var(unbiased=False)
+        if self.count == 0:
+            self.mean.copy_(batch_mean)
+            self.var.copy_(batch_var)
+        else:
+            weight = 1.0 - (1.0 - 1.0 / self.horizon) ** values.numel()  # the batch's share of the new statistics
+            delta = batch_mean - self.mean
+            self.mean.add_(weight * delta)
+            self.var.copy_((1 - weight) * (self.var + weight * delta**2) + weight * batch_var)
+        self.count.add_(values.numel())
+
+
+class NewestFrame(nn.Module):
+    """``[B, N, H, W]`` frame stack -> ``[B, 1, H, W]`` newest frame (RND reads one frame, as in the paper)."""
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames[..., -1:, :, :]
+
+
+def _orthogonal(module: nn.Module) -> nn.Module:
+    """Orthogonal weights (gain sqrt(2)) and zero biases for every linear and conv layer, as in the paper."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.init.orthogonal_(layer.weight, gain=math.sqrt(2))
+            nn.init.zeros_(layer.bias)
+    return module
+
+
+def make_rnd_networks(exploration_cfg: DictConfig, observation_shape: torch.Size) -> tuple[nn.Module, nn.Module]:
+    """The fixed target and the trained predictor: ``[B, *O']`` normalised input -> ``[B, F]`` features, for
+    observations ``O`` (``O' = O`` for vectors, the newest frame ``[1, H, W]`` of a stack ``[N, H, W]``).
+
+    Vectors (``O' = [D]``): target ``D -> hidden_sizes -> F``; the predictor has one more hidden layer (it must be
+    able to fit the target). Frames (``O' = [1, H, W]``): the paper's networks, three conv layers (32 8x8/4,
+    64 4x4/2, 64 3x3/1, leaky ReLU), then a linear layer for the target and three for the predictor.
+    """
+    features = exploration_cfg.rnd_feature_size
+    if len(observation_shape) == 1:
+        hidden = list(exploration_cfg.rnd_hidden_sizes)
+        target = MLP(in_features=observation_shape[0], out_features=features, num_cells=hidden, activation_class=nn.ReLU)
+        predictor = MLP(in_features=observation_shape[0], out_features=features, num_cells=hidden + hidden[-1:],
+                        activation_class=nn.ReLU)
+        return _orthogonal(target), _orthogonal(predictor)
+
+    def conv() -> nn.Module:
+        return ConvNet(in_features=1, num_cells=[32, 64, 64], kernel_sizes=[8, 4, 3], strides=[4, 2, 1],
+                       activation_class=nn.LeakyReLU)
+
+    with torch.no_grad():
+        n_conv = conv()(torch.zeros(1, 1, *observation_shape[1:])).shape[-1]  # [1, C'] (3136 for 84x84)
+    target = nn.Sequential(conv(), nn.Linear(n_conv, features))
+    predictor = nn.Sequential(conv(), MLP(in_features=n_conv, out_features=features, num_cells=[512, 512], activation_class=nn.ReLU))
+    return _orthogonal(target), _orthogonal(predictor)
+
+
+class RND(nn.Module):
+    """The target and predictor networks with their running statistics: the intrinsic reward of observations.
+
+    Args:
+        target, predictor: from :func:`make_rnd_networks`; the target is frozen here.
+        observation_shape: ``O``, the env's observation (a frame stack ``[N, H, W]`` is read at its newest frame).
+        num_envs: ``E``: one discounted intrinsic return is kept per environment.
+        obs_clip: normalised observations are clipped to ``[-obs_clip, obs_clip]``.
+        intrinsic_gamma: the discount of the intrinsic return whose standard deviation scales the reward.
+        stats_horizon: the agent steps (per env) the scaling statistics weigh (:class:`MovingMeanStd`).
+        normalise_by: ``return``: the reward is divided by the running std of the discounted intrinsic return (the
+            paper's); ``reward``: by the running std of the intrinsic reward itself.
+    """
+
+    def __init__(
+        self,
+        target: nn.Module,
+        predictor: nn.Module,
+        *,
+        observation_shape: torch.Size,
+        num_envs: int,
+        obs_clip: float,
+        intrinsic_gamma: float,
+        stats_horizon: int,
+        normalise_by: str,
+    ) -> None:
+        super().__init__()
+        self.target, self.predictor = target.requires_grad_(False), predictor
+        self.frames = len(observation_shape) == 3
+        self.input_shape = (1, *observation_shape[1:]) if self.frames else tuple(observation_shape)
+        self.newest = NewestFrame() if self.frames else nn.Identity()
+        self.obs_rms = RunningMeanStd(shape=self.input_shape)  # per feature / per pixel
+        self.scale_stats = MovingMeanStd(horizon=stats_horizon * num_envs)  # of the intrinsic return, or reward
+        self.normalise_by = normalise_by
+        self.register_buffer("intrinsic_return", torch.zeros(num_envs))  # [E] running, never reset (non-episodic)
+        self.register_buffer("alpha", torch.tensor(0.0))  # the intrinsic reward's share now (stored with the rest)
+        self.obs_clip, self.intrinsic_gamma = obs_clip, intrinsic_gamma
+
+    def normalised_input(self, observation: torch.Tensor) -> torch.Tensor:
+        """``[*, *O]`` -> ``[*, *O']``: the newest frame (images), normalised per feature and clipped."""
+        return self.obs_rms.normalize(self.newest(observation)).clamp(-self.obs_clip, self.obs_clip)
+
+    @torch.no_grad()
+    def error(self, observation: torch.Tensor) -> torch.Tensor:
+        """``[B, *O]`` -> ``[B]``: the predictor's mean squared error on the target's features (unscaled)."""
+        inputs = self.normalised_input(observation)
+        return (self.predictor(inputs) - self.target(inputs)).pow(2).mean(-1)
+
+    @torch.no_grad()
+    def intrinsic_reward(self, observation: torch.Tensor) -> torch.Tensor:
+        """``[B, *O]`` next observations -> ``[B, 1]``: their error over the intrinsic return's running std."""
+        return (self.error(observation) / self.scale).unsqueeze(-1)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """``[]`` what intrinsic rewards are divided by: the running std of the intrinsic return (or reward)."""
+        return self.scale_stats.var.clamp_min(1e-8).sqrt()
+
+    @torch.no_grad()
+    def observe(self, next_observation: torch.Tensor) -> torch.Tensor:
+        """Updates the statistics with a collect's next observations ``[E, T, *O]`` (in time order per env) and
+        returns their intrinsic rewards ``[E, T]`` (for display; learning recomputes them at sampling time).
+
+        The observation statistics come first, then each env's discounted intrinsic return
+        ``R <- gamma * R + r`` step by step, whose values update the return statistics (the paper's
+        ``RewardForwardFilter``: the intrinsic stream is not cut at episode ends).
+        """
+        envs, steps = next_observation.shape[:2]
+        self.obs_rms.update(self.newest(next_observation).reshape(envs * steps, *self.input_shape))
+        error = self.error(next_observation.reshape(envs * steps, *next_observation.shape[2:])).reshape(envs, steps)
+        returns = []
+        for t in range(steps):
+            self.intrinsic_return.mul_(self.intrinsic_gamma).add_(error[:, t])
+            returns.append(self.intrinsic_return.clone())
+        self.scale_stats.update(torch.stack(returns) if self.normalise_by == "return" else error)
+        return error / self.scale
+
+
+class RNDLearner:
+    """Two agents learning from one replay buffer, and RND, behind the interface of one
+    :class:`rlpipe.learner.Learner` (``learn``, ``pieces``, ``metrics``, ...), so ``rlpipe/train.py`` runs one loop.
+
+    Per learning phase (:meth:`learn`): the current predictor gives every sampled transition its intrinsic reward;
+    the combined reward is written beside the extrinsic one; the exploration agent learns from the combined
+    reward and the exploitation agent from ``("next", "reward")``, on the same minibatches; then the predictor
+    takes one step per minibatch. The new priorities are the larger of the two agents' ``|TD error|``: a
+    transition either agent mispredicts is replayed more.
+
+    Args:
+        exploit: the exploitation agent (extrinsic reward; evaluated, stored under the single agent's names).
+        explore: the exploration agent (``reward_key=COMBINED_REWARD_KEY``; its Q-network acts in the collector).
+        rnd: the target, predictor and statistics.
+        predictor_lr: Adam's learning rate for the predictor.
+        update_fraction: the share of each minibatch the predictor learns from (the paper's 0.25).
+        alpha: the schedule of the intrinsic reward's share.
+        batch_size: ``B``, the minibatch size of the agents' updates.
+        device: where the networks live.
+    """
+
+    progress_names = ("episode/combined_reward", "rnd/alpha")  # shown in the progress bar beside episode/reward
+
+    def __init__(
+        self,
+        exploit: Learner,
+        explore: Learner,
+        rnd: RND,
+        *,
+        predictor_lr: float,
+        update_fraction: float,
+        alpha: AlphaSchedule,
+        batch_size: int,
+        device: torch.device,
+    ) -> None:
+        self.exploit, self.explore, self.rnd = exploit, explore, rnd.to(device)
+        self.predictor_loss = RNDLoss(rnd.predictor, rnd.target, update_fraction=update_fraction)
+        self.predictor_loss.set_keys(observation=_RND_INPUT_KEY)
+        self.predictor_optimizer = torch.optim.Adam(rnd.predictor.parameters(), lr=predictor_lr)
+        self.alpha_schedule = alpha
+        self.batch_size, self.device = batch_size, device
+        self.q_network = exploit.q_network  # evaluated
+        self.acting_network = explore.q_network  # acts in the collector
+        self.lr_scheduler = exploit.lr_scheduler
+        self._combined_return = torch.zeros(rnd.intrinsic_return.shape)  # [E] of the running episodes
+        self._recent_combined: deque[float] = deque(maxlen=20)
+        self._window: dict[str, list[torch.Tensor]] = {}
+        self.schedule(0)
+
+    def schedule(self, step: int) -> float:
+        """Sets ``alpha`` for the run's agent-step counter; returns it."""
+        value = self.alpha_schedule(step)
+        self.rnd.alpha.fill_(value)
+        return value
+
+    @property
+    def alpha(self) -> float:
+        return float(self.rnd.alpha)
+
+    def observe(self, batch: TensorDictBase) -> None:
+        """A collect's transitions ``[E, T]`` (or ``[T]``): RND's statistics, and the combined training return of
+        the episodes that end in it."""
+        batch = batch if batch.ndim == 2 else batch.unsqueeze(0)  # [E, T]
+        intrinsic = self.rnd.observe(batch.get(NEXT_OBSERVATION_KEY).to(self.device)).cpu()  # [E, T]
+        extrinsic = batch.get(REWARD_KEY).reshape(intrinsic.shape).float()
+        combined = (1 - self.alpha) * extrinsic + self.alpha * intrinsic  # [E, T]
+        done = batch.get(("next", "done")).reshape(intrinsic.shape)
+        for t in range(intrinsic.shape[1]):
+            self._combined_return += combined[:, t]
+            self._recent_combined.extend(self._combined_return[done[:, t]].tolist())
+            self._combined_return[done[:, t]] = 0.0
+
+    def learn(self, block: TensorDict) -> PhaseResult:
+        """One learning phase on ``block`` (``[K * B]`` sampled transitions): both agents, then the predictor."""
+        extrinsic = block.get(REWARD_KEY)  # [K*B, 1], where the replay keeps it (the CPU)
+        intrinsic = self.rnd.intrinsic_reward(block.get(NEXT_OBSERVATION_KEY).to(self.device)).to(extrinsic.device)  # [K*B, 1]
+        block.set(INTRINSIC_REWARD_KEY, intrinsic)
+        block.set(COMBINED_REWARD_KEY, (1 - self.alpha) * extrinsic + self.alpha * intrinsic)
+        explored = self.explore.learn(block)
+        exploited = self.exploit.learn(block)
+        predictor_losses = []
+        for minibatch in block.split(self.batch_size):  # [B] each
+            inputs = self.rnd.normalised_input(minibatch.get(NEXT_OBSERVATION_KEY).to(self.device))
+            loss = self.predictor_loss(TensorDict({_RND_INPUT_KEY: inputs}, batch_size=inputs.shape[:1]))["loss_predictor"]
+            loss.backward()
+            self.predictor_optimizer.step()
+            self.predictor_optimizer.zero_grad(set_to_none=False)
+            predictor_losses.append(loss.detach())
+        for name, value in ((EXPLORER_PREFIX + "loss", explored.losses), (EXPLORER_PREFIX + "grad_norm", explored.grad_norms),
+                            ("rnd/predictor_loss", torch.stack(predictor_losses)), ("rnd/intrinsic_mean", intrinsic.mean())):
+            self._window.setdefault(name, []).append(value.reshape(-1))
+        # The loop stops on a non-finite loss: an exploration agent that diverges reports its NaN/inf there too.
+        losses = torch.where(torch.isfinite(explored.losses), exploited.losses, explored.losses)
+        return PhaseResult(losses=losses, priorities=torch.maximum(exploited.priorities, explored.priorities),
+                           grad_norms=exploited.grad_norms)
+
+    @property
+    def lr(self) -> float:
+        return self.exploit.lr
+
+    def set_lr(self, lr: float) -> None:
+        self.exploit.set_lr(lr)
+        self.explore.set_lr(lr)
+
+    def metrics(self, block: TensorDictBase | None) -> dict[str, float]:
+        """Since the previous call: the exploitation agent under the single agent's ``train/`` names, the
+        exploration agent's under ``explore/``, RND's under ``rnd/`` (means over the window), and the recent
+        episodes' combined training return."""
+        window, self._window = self._window, {}
+        recent = self._recent_combined
+        return {
+            **self.exploit.metrics(block),
+            EXPLORER_PREFIX + "q_mean": self.explore.q_mean(block) if block is not None else float("nan"),
+            **{name: torch.cat(values).mean().item() for name, values in window.items()},
+            "rnd/alpha": self.alpha,
+            "episode/combined_reward": sum(recent) / len(recent) if recent else float("nan"),
+        }
+
+    def pieces(self) -> dict[str, Any]:
+        """The exploitation agent under the single agent's names (so ``Agent.load`` reads it as it reads any
+        run's), the exploration agent's under ``explore/``, RND's networks, statistics and ``alpha``, and the
+        predictor's optimizer."""
+        return {
+            **self.exploit.pieces(),
+            **{EXPLORER_PREFIX + name: piece for name, piece in self.explore.pieces().items()},
+            "rnd": self.rnd,
+            "rnd/optimizer": self.predictor_optimizer,
+        }

@@ -1,0 +1,217 @@
+"""RND with two agents on one replay buffer (issue 12): novelty, the exploitation agent's reward, checkpoints,
+resume, and loading either agent."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from conftest import compose_config, run_module
+from rlpipe.agent import Agent
+from rlpipe.checkpoint import CheckpointError, load_checkpoint, restore_checkpoint
+from rlpipe.config import ConfigError
+from rlpipe.envs import make_env, transition_keys
+from rlpipe.keys import COMBINED_REWARD_KEY, INTRINSIC_REWARD_KEY, OBSERVATION_KEY, PRIORITY_WEIGHT_KEY, REWARD_KEY, STEPS_TO_NEXT_OBS_KEY
+from rlpipe.learner import Learner, make_learner
+from rlpipe.models import make_q_network
+from rlpipe.rnd import RNDLearner
+
+K, B = 4, 16  # updates per learning phase, minibatch size
+CPU = torch.device("cpu")
+
+
+def _learner(overrides: list[str]) -> tuple[RNDLearner, object]:
+    """An ``exploration=rnd`` learner for the composed task, built as ``rlpipe.train`` builds it."""
+    cfg = compose_config(["exploration=rnd", "train.compile=false", f"train.batch_size={B}", *overrides])
+    env = make_env(cfg.env)
+    shape = env.full_observation_spec_unbatched[OBSERVATION_KEY].shape
+    learner = make_learner(cfg, make_q_network(cfg.model, env, CPU), make_network=lambda: make_q_network(cfg.model, env, CPU),
+                           transition_keys=transition_keys(env), observation_shape=shape, num_envs=1, device=CPU,
+                           total_updates=1000)
+    env.close()
+    return learner, cfg
+
+
+def _block(observations: torch.Tensor, generator: torch.Generator) -> TensorDict:
+    """``K * B`` transitions whose next observations are drawn from ``observations`` ``[M, *O]``, with PER weights."""
+    n = K * B
+    pick = torch.randint(0, len(observations), (n,), generator=generator)
+    terminated = torch.rand(n, 1, generator=generator) < 0.1
+    return TensorDict({
+        OBSERVATION_KEY: observations[torch.randint(0, len(observations), (n,), generator=generator)],
+        "action": torch.randint(0, 2, (n,), generator=generator),
+        ("next", OBSERVATION_KEY): observations[pick],
+        REWARD_KEY: torch.rand(n, 1, generator=generator),
+        ("next", "done"): terminated,
+        ("next", "terminated"): terminated,
+        PRIORITY_WEIGHT_KEY: torch.rand(n, generator=generator) + 0.5,
+        STEPS_TO_NEXT_OBS_KEY: torch.ones(n, 1, dtype=torch.long),  # (read with n-step returns: Breakout's preset)
+    }, batch_size=[n])
+
+
+def _collect(observations: torch.Tensor) -> TensorDict:
+    """A collect ``[T]`` of one env whose next observations are ``observations`` ``[T, *O]``."""
+    steps = len(observations)
+    return TensorDict({("next", OBSERVATION_KEY): observations, REWARD_KEY: torch.zeros(steps, 1),
+                       ("next", "done"): torch.zeros(steps, 1, dtype=torch.bool)}, batch_size=[steps])
+
+
+@pytest.mark.parametrize("task", ["vector", "frames"])
+def test_an_often_seen_observation_earns_less_intrinsic_reward_than_a_novel_one(task):
+    generator = torch.Generator().manual_seed(0)
+    if task == "vector":  # CartPole's 4 numbers
+        learner, _ = _learner(["exploration.update_fraction=1.0"])
+        seen = torch.randn(8, 4, generator=generator)
+        novel = torch.randn(8, 4, generator=generator) * 3 + 5
+    else:  # Breakout's 8 stacked 84x84 frames (RND reads the newest, normalised per pixel)
+        learner, _ = _learner(["env=breakout", "exploration.update_fraction=1.0", "train.precision=fp32"])
+        seen = torch.randint(0, 60, (8, 8, 84, 84), generator=generator, dtype=torch.uint8)
+        novel = torch.randint(120, 256, (8, 8, 84, 84), generator=generator, dtype=torch.uint8)
+        assert learner.rnd.obs_rms.mean.shape == (1, 84, 84)  # per pixel of one frame
+    for _ in range(4):
+        learner.observe(_collect(seen))  # the statistics see the observations the agent meets
+    before_seen = learner.rnd.intrinsic_reward(seen).mean()
+    for _ in range(40 if task == "vector" else 15):  # K updates of the predictor per phase, on seen observations only
+        learner.learn(_block(seen, generator))
+    after_seen, after_novel = learner.rnd.intrinsic_reward(seen).mean(), learner.rnd.intrinsic_reward(novel).mean()
+    assert after_seen < 0.5 * before_seen  # the predictor learned what it saw...
+    assert after_seen < 0.5 * after_novel  # ...and not what it never saw
+
+
+def test_the_exploitation_agent_never_learns_from_intrinsic_reward():
+    learner, cfg = _learner([])
+    # Twins of the exploitation agent at its initial weights: one learns from the extrinsic reward alone, the other
+    # (the control that shows this test can fail) from the combined reward the exploration agent learns from.
+    extrinsic = Learner(cfg.train, copy.deepcopy(learner.exploit.q_network), transition_keys=learner.exploit.gradient_update.transition_keys,
+                        device=CPU, total_updates=1000)
+    combined = Learner(cfg.train, copy.deepcopy(learner.exploit.q_network), transition_keys=learner.exploit.gradient_update.transition_keys,
+                       device=CPU, total_updates=1000, reward_key=COMBINED_REWARD_KEY)
+    generator = torch.Generator().manual_seed(0)
+    observations = torch.randn(256, 4, generator=generator)
+    learner.observe(_collect(observations[:64]))
+    for _ in range(3):
+        block = _block(observations, generator)
+        twin_block = block.clone()  # (without the intrinsic and combined rewards the RND learner adds)
+        learned = learner.learn(block)
+        assert (block.get(INTRINSIC_REWARD_KEY) > 0).all() and learner.alpha > 0  # the combined reward differs...
+        assert not torch.equal(block.get(COMBINED_REWARD_KEY), block.get(REWARD_KEY))
+        alone = extrinsic.learn(twin_block)
+        twin_block.set(COMBINED_REWARD_KEY, block.get(COMBINED_REWARD_KEY))
+        mixed = combined.learn(twin_block)
+        assert torch.equal(learned.losses, alone.losses)  # ...and the exploitation agent's updates are those of extrinsic reward
+        assert not torch.equal(learned.losses, mixed.losses)
+    for mine, theirs in zip(learner.exploit.q_network.parameters(), extrinsic.q_network.parameters()):
+        assert torch.equal(mine, theirs)
+    assert any(not torch.equal(a, b) for a, b in zip(learner.exploit.q_network.parameters(), combined.q_network.parameters()))
+
+
+def _equal(a, b) -> bool:
+    """Deep equality of state dicts (tensors by value)."""
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.fixture(scope="module")
+def rnd_run(tmp_path_factory):
+    """A short CartPole run with exploration=rnd (2,000 steps, checkpoints every 1,000)."""
+    run_dir = tmp_path_factory.mktemp("rnd") / "run"
+    result = run_module("rlpipe.train", "exploration=rnd", "train.total_steps=2000", "train.init_random_steps=500",
+                        "checkpoint.interval_steps=1000", "eval.interval_steps=1000", "eval.episodes=2", "train.compile=false",
+                        "train.log_interval_steps=500", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run_dir
+
+
+def test_a_checkpoint_holds_both_agents_rnd_and_alpha_and_restores_them(rnd_run):
+    payload = load_checkpoint(rnd_run / "checkpoints" / "last.pt")
+    for name in ("q_network", "optimizer", "explore/q_network", "explore/optimizer", "explore/target_network", "rnd", "rnd/optimizer"):
+        assert payload.get(name) is not None, name
+    stored = payload["rnd"]
+    assert float(stored["alpha"]) == pytest.approx(0.5 + (0.1 - 0.5) * 2000 / 200_000)  # the schedule at step 2,000
+    assert float(stored["obs_rms.count"]) == pytest.approx(2000, abs=0.01)  # every collected next observation
+    assert not _equal(payload["q_network"], payload["explore/q_network"])  # two agents, two networks
+
+    learner, cfg = _learner(["train.batch_size=64"])  # a fresh learner as a resumed run builds it
+    pieces = learner.pieces()
+    restore_checkpoint(payload, pieces=pieces)
+    for name, piece in pieces.items():
+        if piece is not None:
+            assert _equal(piece.state_dict(), payload[name]), name
+    assert learner.alpha == pytest.approx(float(stored["alpha"]))
+    assert torch.equal(learner.rnd.obs_rms.mean, stored["obs_rms.mean"])
+    assert torch.equal(learner.rnd.scale_stats.var, stored["scale_stats.var"])
+
+
+def test_a_resumed_rnd_run_continues_its_statistics_agents_and_alpha(rnd_run, tmp_path):
+    before = load_checkpoint(rnd_run / "checkpoints" / "last.pt")
+    resumed_dir = tmp_path / "resumed"
+    result = run_module("rlpipe.train", f"resume={rnd_run / 'checkpoints' / 'last.pt'}", "train.total_steps=3000",
+                        f"hydra.run.dir={resumed_dir}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    after = load_checkpoint(resumed_dir / "checkpoints" / "last.pt")
+    # The statistics went on counting from the checkpoint's (a fresh start would count 1,000)
+    assert float(after["rnd"]["obs_rms.count"]) == pytest.approx(3000, abs=0.01)
+    assert float(after["rnd"]["alpha"]) == pytest.approx(0.5 + (0.1 - 0.5) * 3000 / 200_000)
+    assert after["counters"]["updates"] > before["counters"]["updates"]
+    for agent in ("q_network", "explore/q_network"):  # both agents kept learning
+        assert any(not torch.equal(a, b) for a, b in zip(before[agent].values(), after[agent].values()))
+    assert after["explore/optimizer"]["state"][0]["step"] > before["explore/optimizer"]["state"][0]["step"]
+    metrics = {path.stem for path in (resumed_dir / "logs" / "csv" / "scalars" / "rnd").glob("*.csv")}
+    assert metrics == {"alpha", "intrinsic_mean", "predictor_loss"}
+    explore_metrics = {path.stem for path in (resumed_dir / "logs" / "csv" / "scalars" / "explore").glob("*.csv")}
+    assert {"loss", "q_mean"} <= explore_metrics
+
+
+def test_either_agent_loads_and_evaluates(rnd_run):
+    checkpoint = rnd_run / "checkpoints" / "last.pt"
+    payload = load_checkpoint(checkpoint)
+    exploit, explore = Agent.load(checkpoint), Agent.load(checkpoint, agent="exploration")
+    assert _equal(exploit.q_network.state_dict(), payload["q_network"])
+    assert _equal(explore.q_network.state_dict(), payload["explore/q_network"])
+    result = run_module("rlpipe.evaluate", f"checkpoint={checkpoint}", "agent=exploration", "eval.episodes=2")
+    assert result.returncode == 0, result.stderr
+    assert result.json_lines()[-1]["agent"] == "exploration"
+
+
+def test_a_single_agent_checkpoint_has_no_exploration_agent(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_module("rlpipe.train", "train.total_steps=600", "train.init_random_steps=300", "eval.episodes=1",
+                        "train.compile=false", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    with pytest.raises(CheckpointError, match="has no exploration agent"):
+        Agent.load(run_dir / "checkpoints" / "last.pt", agent="exploration")
+    result = run_module("rlpipe.evaluate", f"checkpoint={run_dir / 'checkpoints' / 'last.pt'}", "agent=exploration")
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1 and "has no exploration agent" in result.stderr
+
+
+def test_rnd_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="alpha_final"):
+        compose_config(["exploration=rnd", "exploration.alpha_final=1.5"])
+    with pytest.raises(ConfigError, match="alpha_schedule=exponential"):
+        compose_config(["exploration=rnd", "exploration.alpha_schedule=exponential", "exploration.alpha_final=0"])
+
+
+def test_moving_statistics_follow_a_shrinking_stream_where_all_history_statistics_lag():
+    """Why the scaling statistics are hand-written (rlpipe.rnd.MovingMeanStd): RND's error shrinks as the predictor
+    learns; all-history statistics (TorchRL's RunningMeanStd) keep the early spread, recent-weighted ones follow."""
+    from torchrl.envs.transforms.rnd import RunningMeanStd
+
+    from rlpipe.rnd import MovingMeanStd
+
+    generator = torch.Generator().manual_seed(0)
+    moving, everything = MovingMeanStd(horizon=100), RunningMeanStd(shape=())
+    for scale in (10.0, 1.0):  # 2,000 values at std 10, then 2,000 at std 1, four at a time
+        for _ in range(500):
+            values = torch.randn(4, generator=generator) * scale
+            moving.update(values)
+            everything.update(values)
+    assert 0.5 < float(moving.var) < 2.0
+    assert float(everything.var) > 25.0
