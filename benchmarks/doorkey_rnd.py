@@ -7,7 +7,9 @@ cores of the reference machine; never more jobs than cores). Evaluation: 20 gree
 agent every ``--eval-steps``; a run stops at its first evaluation at ``--stop-at`` success (the target, 90%;
 ``--stop-at 0`` runs every budget to its end). Reported per run: the success rate over training, the first evaluation with any
 success and the first at >= 90%, and the agent step of the first successful *training* episode (from the
-``episode/success`` log, at ``train.log_interval_steps`` resolution).
+``episode/success`` log, at ``train.log_interval_steps`` resolution). For RND runs, the coverage of each agent's
+greedy policy at the run's latest checkpoint: over 5 episodes, the highest task phase reached (0 start, 1 key
+carried, 2 door open, 3 goal) and the distinct cells the agent stood on.
 
 A run whose ``summary.json`` says finished is not run again (the benchmark can be stopped and restarted); an
 unfinished one resumes from its ``last.pt``. ``--report-only`` runs nothing and reports the runs as they stand
@@ -28,7 +30,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import torch
+
 from bench_common import REPO, save
+from rlpipe.agent import Agent
+from rlpipe.envs.doorkey_skills import CELL_CHANNELS, NUM_DIRECTIONS, NUM_PHASES
 
 TARGET_SUCCESS = 0.9  # the issue's target: the exploitation agent at >= 90% success within the budget, every seed
 
@@ -79,6 +85,30 @@ def collect(run_dir: Path) -> dict:
     }
 
 
+def coverage(checkpoint: Path, agent: str, *, episodes: int = 5) -> dict:
+    """Greedy episodes of one agent of ``checkpoint``: the highest phase and the distinct cells per episode."""
+    player = Agent.load(checkpoint, agent=agent)
+    env = player.make_env(num_envs=1, seed=123)
+    size = player.env_cfg.size
+    phases, cells = [], []
+    for _ in range(episodes):
+        state, visited, phase = env.reset(), set(), 0
+        while True:
+            state["action"] = torch.as_tensor(player.act(state["observation"]))
+            state = env.step(state)["next"]
+            observation = state["observation"].reshape(-1)
+            phase = max(phase, int(observation[-NUM_PHASES:].argmax()))
+            grid = observation[: size * size * len(CELL_CHANNELS)].reshape(size, size, len(CELL_CHANNELS))
+            visited.add(tuple(grid[..., CELL_CHANNELS.index("agent")].nonzero().reshape(-1).tolist()))
+            if state["done"].any():
+                break
+        phases.append(phase)
+        cells.append(len(visited))
+    env.close()
+    assert observation.numel() == size * size * len(CELL_CHANNELS) + NUM_DIRECTIONS + 1 + NUM_PHASES
+    return {"checkpoint_step": player.checkpoint_step, "max_phase": phases, "distinct_cells": cells}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", default=["egreedy", "rnd"])
@@ -110,6 +140,12 @@ def main() -> None:
         unfinished = "" if r["finished"] else f" (unfinished: {r['steps_so_far']:,} steps so far)"
         print(f"| {mode}{unfinished} | {seed} | {curve} | {r['first_training_success_step']} | {r['first_eval_success_step']} | "
               f"{r['first_eval_target_step']} | {r['final_success_rate']:.2f} | {r['summary']['wall_seconds']:.0f} |")
+    for (mode, seed), r in zip(runs, results):
+        last = args.out / f"{mode}_seed{seed}" / "checkpoints" / "last.pt"
+        if mode == "rnd" and last.is_file():
+            r["coverage"] = {agent: coverage(last, agent) for agent in ("exploration", "exploitation")}
+            print(f"{mode} seed {seed} greedy coverage at step {r['coverage']['exploration']['checkpoint_step']:,}: "
+                  + "; ".join(f"{agent}: phases {c['max_phase']}, cells {c['distinct_cells']}" for agent, c in r["coverage"].items()))
     previous = REPO / "benchmarks" / "results" / "doorkey_rnd.json"
     stored = json.loads(previous.read_text()).get("runs", {}) if previous.is_file() else {}
     stored |= {f"{mode}_seed{seed}": r for (mode, seed), r in zip(runs, results)}  # modes measured apart keep each other
