@@ -190,15 +190,14 @@ class RND(nn.Module):
         return self.obs_rms.normalize(self.newest(observation)).clamp(-self.obs_clip, self.obs_clip)
 
     @torch.no_grad()
-    def error(self, observation: torch.Tensor) -> torch.Tensor:
-        """``[B, *O]`` -> ``[B]``: the predictor's mean squared error on the target's features (unscaled)."""
-        inputs = self.normalised_input(observation)
+    def error(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``[B, *O']`` normalised inputs -> ``[B]``: the predictor's mean squared error on the target's features."""
         return (self.predictor(inputs) - self.target(inputs)).pow(2).mean(-1)
 
     @torch.no_grad()
     def intrinsic_reward(self, observation: torch.Tensor) -> torch.Tensor:
-        """``[B, *O]`` next observations -> ``[B, 1]``: their error over the intrinsic return's running std."""
-        return (self.error(observation) / self.scale).unsqueeze(-1)
+        """``[B, *O]`` next observations -> ``[B, 1]``: their error over the running std (:attr:`scale`)."""
+        return (self.error(self.normalised_input(observation)) / self.scale).unsqueeze(-1)
 
     @property
     def scale(self) -> torch.Tensor:
@@ -216,12 +215,16 @@ class RND(nn.Module):
         """
         envs, steps = next_observation.shape[:2]
         self.obs_rms.update(self.newest(next_observation).reshape(envs * steps, *self.input_shape))
-        error = self.error(next_observation.reshape(envs * steps, *next_observation.shape[2:])).reshape(envs, steps)
+        inputs = self.normalised_input(next_observation.reshape(envs * steps, *next_observation.shape[2:]))
+        error = self.error(inputs).reshape(envs, steps)
+        if self.normalise_by == "reward":
+            self.scale_stats.update(error)
+            return error / self.scale
         returns = []
         for t in range(steps):
             self.intrinsic_return.mul_(self.intrinsic_gamma).add_(error[:, t])
             returns.append(self.intrinsic_return.clone())
-        self.scale_stats.update(torch.stack(returns) if self.normalise_by == "return" else error)
+        self.scale_stats.update(torch.stack(returns))
         return error / self.scale
 
 
@@ -300,15 +303,16 @@ class RNDLearner:
     def learn(self, block: TensorDict) -> PhaseResult:
         """One learning phase on ``block`` (``[K * B]`` sampled transitions): both agents, then the predictor."""
         extrinsic = block.get(REWARD_KEY)  # [K*B, 1], where the replay keeps it (the CPU)
-        intrinsic = self.rnd.intrinsic_reward(block.get(NEXT_OBSERVATION_KEY).to(self.device)).to(extrinsic.device)  # [K*B, 1]
+        inputs = self.rnd.normalised_input(block.get(NEXT_OBSERVATION_KEY).to(self.device))  # [K*B, *O'], once per phase
+        intrinsic = (self.rnd.error(inputs) / self.rnd.scale).unsqueeze(-1).to(extrinsic.device)  # [K*B, 1]
         block.set(INTRINSIC_REWARD_KEY, intrinsic)
         block.set(COMBINED_REWARD_KEY, (1 - self.alpha) * extrinsic + self.alpha * intrinsic)
         explored = self.explore.learn(block)
         exploited = self.exploit.learn(block)
         predictor_losses = []
-        for minibatch in block.split(self.batch_size):  # [B] each
-            inputs = self.rnd.normalised_input(minibatch.get(NEXT_OBSERVATION_KEY).to(self.device))
-            loss = self.predictor_loss(TensorDict({_RND_INPUT_KEY: inputs}, batch_size=inputs.shape[:1]))["loss_predictor"]
+        for minibatch_inputs in inputs.split(self.batch_size):  # [B, *O'] each, the agents' minibatches
+            minibatch = TensorDict({_RND_INPUT_KEY: minibatch_inputs}, batch_size=minibatch_inputs.shape[:1])
+            loss = self.predictor_loss(minibatch)["loss_predictor"]
             loss.backward()
             self.predictor_optimizer.step()
             self.predictor_optimizer.zero_grad(set_to_none=False)

@@ -215,3 +215,19 @@ def test_moving_statistics_follow_a_shrinking_stream_where_all_history_statistic
             everything.update(values)
     assert 0.5 < float(moving.var) < 2.0
     assert float(everything.var) > 25.0
+
+
+@pytest.mark.parametrize("normalise_by", ["reward", "return"])
+def test_the_scaling_statistics_see_the_reward_or_the_discounted_return(normalise_by):
+    learner, _ = _learner([f"exploration.intrinsic_normalisation={normalise_by}"])
+    observations = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
+    learner.observe(_collect(observations))  # (the observation statistics change first, so recompute below)
+    error = learner.rnd.error(learner.rnd.normalised_input(observations))
+    returns = torch.zeros(())
+    discounted = []
+    for value in error:  # R <- gamma * R + r, never reset
+        returns = 0.99 * returns + value
+        discounted.append(returns)
+    expected = torch.stack(discounted) if normalise_by == "return" else error
+    assert float(learner.rnd.scale_stats.var) == pytest.approx(float(expected.var(unbiased=False)), rel=1e-4)
+    assert float(learner.rnd.intrinsic_return) == (pytest.approx(float(discounted[-1]), rel=1e-5) if normalise_by == "return" else 0.0)
