@@ -16,6 +16,7 @@ unfinished one resumes from its ``last.pt``. ``--report-only`` runs nothing and 
 (unfinished ones up to their latest evaluation, marked as such).
 
     python benchmarks/doorkey_rnd.py [--modes egreedy rnd] [--seeds 0 1 2] [--steps 300000] [--out outputs/bench/doorkey_rnd]
+        [--override exploration.episodic_novelty=false] [--name doorkey_rnd]
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from rlpipe.envs.doorkey_skills import CELL_CHANNELS, NUM_DIRECTIONS, NUM_PHASES
 TARGET_SUCCESS = 0.9  # the issue's target: the exploitation agent at >= 90% success within the budget, every seed
 
 
-def run(mode: str, seed: int, *, steps: int, eval_steps: int, stop_at: float | None, out: Path) -> dict:
+def run(mode: str, seed: int, *, steps: int, eval_steps: int, stop_at: float | None, out: Path,
+        overrides: list[str]) -> dict:
     """Trains one (mode, seed) to completion (resuming an unfinished run) and returns its summary and log figures."""
     run_dir = out / f"{mode}_seed{seed}"
     summary_path = run_dir / "summary.json"
@@ -50,7 +52,7 @@ def run(mode: str, seed: int, *, steps: int, eval_steps: int, stop_at: float | N
                  ["env=doorkey_primitive", f"exploration={mode}", f"train.seed={seed}", f"train.total_steps={steps}",
                   f"eval.interval_steps={eval_steps}", "eval.episodes=20", "train.log_interval_steps=1000",
                   "checkpoint.interval_steps=25000",
-                  *([f"env.solved_success_rate={stop_at}"] if stop_at is not None else [])])
+                  *([f"env.solved_success_rate={stop_at}"] if stop_at is not None else []), *overrides])
     started = time.perf_counter()
     with (out / f"{mode}_seed{seed}.log").open("a") as log:
         proc = subprocess.run(
@@ -120,6 +122,9 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="run nothing; report the runs as they stand")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one torch thread each")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench" / "doorkey_rnd")
+    parser.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more CLI overrides for new runs, e.g. exploration.episodic_novelty=false")
+    parser.add_argument("--name", default="doorkey_rnd", help="results file: benchmarks/results/<name>.json")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -130,7 +135,8 @@ def main() -> None:
     else:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             results = list(pool.map(lambda ms: run(*ms, steps=args.steps, eval_steps=args.eval_steps,
-                                                      stop_at=args.stop_at or None, out=args.out), runs))
+                                                      stop_at=args.stop_at or None, out=args.out,
+                                                      overrides=args.override), runs))
 
     print("\n| mode | seed | success over training (20 greedy episodes per evaluation) | first training success | "
           f"first eval success | first eval >= {TARGET_SUCCESS:.0%} | final | wall s |")
@@ -146,10 +152,11 @@ def main() -> None:
             r["coverage"] = {agent: coverage(last, agent) for agent in ("exploration", "exploitation")}
             print(f"{mode} seed {seed} greedy coverage at step {r['coverage']['exploration']['checkpoint_step']:,}: "
                   + "; ".join(f"{agent}: phases {c['max_phase']}, cells {c['distinct_cells']}" for agent, c in r["coverage"].items()))
-    previous = REPO / "benchmarks" / "results" / "doorkey_rnd.json"
+    previous = REPO / "benchmarks" / "results" / f"{args.name}.json"
     stored = json.loads(previous.read_text()).get("runs", {}) if previous.is_file() else {}
     stored |= {f"{mode}_seed{seed}": r for (mode, seed), r in zip(runs, results)}  # modes measured apart keep each other
-    save("doorkey_rnd", {"steps": args.steps, "eval_steps": args.eval_steps, "jobs": args.jobs, "runs": stored})
+    save(args.name, {"steps": args.steps, "eval_steps": args.eval_steps, "jobs": args.jobs, "overrides": args.override,
+                     "runs": stored})
 
 
 if __name__ == "__main__":

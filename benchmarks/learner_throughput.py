@@ -188,7 +188,7 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
     precision = resolve_precision(cfg.train.precision, device)
     learner = make_learner(cfg, make_q_network(cfg.model, env, device, precision=precision),
                            make_network=lambda: make_q_network(cfg.model, env, device, precision=precision),
-                           transition_keys=transition_keys(env), observation_shape=env.full_observation_spec_unbatched["observation"].shape,
+                           transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,
                            num_envs=1, device=device, total_updates=1_000_000)
     collect = data[:observe_steps] if observe_steps else None
     replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma)

@@ -219,6 +219,8 @@ class RndConfig(EGreedyConfig):  # the exploration agent acts epsilon-greedy: eg
     intrinsic_gamma: float = _key(Rule(lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"))
     intrinsic_stats_steps: int = _key(at_least(1))
     intrinsic_normalisation: str = _key(one_of("reward", "return"))
+    episodic_novelty: bool = _key(default=False)  # defaults: checkpoints written before these keys existed
+    novelty_input: str = _key(one_of("observation", "agent_state"), default="observation")
     obs_clip: float = _key(positive())
     rnd_hidden_sizes: list[int] = _key(Rule(lambda v: len(v) > 0 and all(n >= 1 for n in v), "a non-empty list of sizes >= 1"))
     rnd_feature_size: int = _key(at_least(1))
@@ -387,6 +389,17 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
         raise ConfigError(
             f"train.n_step={train.n_step} is invalid with env={cfg.env.name}: n-step returns are computed by the "
             f"frame replay of pixel (atari) environments; expected 1"
+        )
+    if exploration.kind == "rnd" and exploration.novelty_input == "agent_state" and cfg.env.kind != "doorkey":
+        raise ConfigError(
+            f"exploration.novelty_input=agent_state is invalid with env={cfg.env.name}: only the DoorKey envs "
+            f"observe an agent state apart from the layout; expected observation"
+        )
+    if exploration.kind == "rnd" and exploration.episodic_novelty and cfg.env.kind == "atari":
+        raise ConfigError(
+            f"exploration.episodic_novelty=true is invalid with env={cfg.env.name}: it rewards exact first visits of an "
+            f"observation within an episode, which frames almost never repeat (and the frame replay cannot store the "
+            f"flag); expected false"
         )
     if exploration.kind in ("egreedy", "rnd"):  # (rnd: the exploration agent's epsilon)
         if exploration.eps_final > exploration.eps_init:

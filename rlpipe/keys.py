@@ -5,6 +5,7 @@ EPISODE_RETURN_KEY = "episode_reward"  # training return of the episode so far (
 EPISODE_SCORE_KEY = "episode_score"  # unshaped game score of the episode so far (Atari)
 EPISODE_LENGTH_KEY = "step_count"  # agent steps in the episode so far (StepCounter)
 END_OF_LIFE_KEY = "end-of-life"  # a lost life (Atari EndOfLifeTransform)
+AGENT_STATE_KEY = "agent_state"  # what the agent controls, without the layout (DoorKey): RND's novelty_input=agent_state
 ACTION_MASK_KEY = "action_mask"  # [A] bool, True where an action is valid (DoorKey skills)
 GOAL_REACHED_KEY = "goal_reached"  # the episode ended on its goal: the task's success (DoorKey)
 EPISODE_PRIMITIVE_STEPS_KEY = "episode_primitive_steps"  # primitive actions in the episode so far (DoorKey)
@@ -12,6 +13,7 @@ EPISODE_PRIMITIVE_STEPS_KEY = "episode_primitive_steps"  # primitive actions in 
 REWARD_KEY = ("next", "reward")  # the env's (extrinsic) reward of a transition
 COMBINED_REWARD_KEY = ("next", "combined_reward")  # RND: (1 - alpha) * extrinsic + alpha * intrinsic, set at sampling time
 INTRINSIC_REWARD_KEY = ("next", "intrinsic_reward")  # RND: the predictor's normalised error on the next observation
+FIRST_VISIT_KEY = ("next", "first_visit")  # RND (episodic_novelty): the next observation is new within its episode
 
 # What a stored transition holds, field by field: the replay buffers store these and the learner reads them. A
 # learner reads its reward from its own key (``rlpipe.learner.Learner(reward_key=)``), the others as declared here.

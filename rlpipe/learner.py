@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 from tensordict import TensorDict, TensorDictBase
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler
+from torchrl.data import Composite
 from torchrl.modules import QValueActor
 from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
 
@@ -240,6 +241,7 @@ class Learner:
         self.batch_size = train_cfg.batch_size
 
     progress_names: tuple[str, ...] = ()  # metrics the progress bar shows beyond the loop's own (RND: alpha, ...)
+    stored_keys: tuple = ()  # what the replay stores beyond the env's transition keys, written by observe (RND)
 
     @property
     def acting_network(self) -> QValueActor:
@@ -247,7 +249,8 @@ class Learner:
         return self.q_network
 
     def observe(self, batch: TensorDictBase) -> None:
-        """Sees each collect's transitions; a single agent keeps nothing of them (RND keeps statistics)."""
+        """Sees each collect's transitions before they are stored; a single agent keeps nothing of them (RND keeps
+        statistics and may write :attr:`stored_keys` into ``batch``)."""
 
     def schedule(self, step: int) -> None:
         """Sets schedules kept by the learner for the agent-step counter; a single agent has none beyond the
@@ -302,7 +305,7 @@ class Learner:
 
 def make_learner(
     cfg: DictConfig, q_network: QValueActor, *, make_network: Callable[[], QValueActor], transition_keys: tuple,
-    observation_shape: torch.Size, num_envs: int, device: torch.device, total_updates: int,
+    observation_spec: Composite, num_envs: int, device: torch.device, total_updates: int,
 ) -> Learner | RNDLearner:
     """One agent (:class:`Learner`), or with ``exploration=rnd`` two agents and RND (``rlpipe.rnd.RNDLearner``).
 
@@ -311,7 +314,7 @@ def make_learner(
         q_network: the (exploitation) agent's Q-network.
         make_network: builds another Q-network of the same shape (RND's exploration agent).
         transition_keys: what a stored transition of the env holds (``rlpipe.envs.transition_keys``).
-        observation_shape: ``O``, the env's unbatched observation.
+        observation_spec: the env's unbatched observations (RND's input: ``exploration.novelty_input``).
         num_envs: environments stepped side by side (one intrinsic return each).
         device: where the networks live.
         total_updates: the gradient updates of the whole run.
@@ -324,12 +327,16 @@ def make_learner(
     exploration = cfg.exploration
     explorer = Learner(cfg.train, make_network(), transition_keys=transition_keys, device=device,
                        total_updates=total_updates, reward_key=COMBINED_REWARD_KEY)
-    target, predictor = rnd.make_rnd_networks(exploration, observation_shape)
+    novelty_key = rnd.NOVELTY_INPUTS[exploration.novelty_input]
+    novelty_shape = observation_spec[novelty_key].shape  # O: what RND measures novelty on
+    target, predictor = rnd.make_rnd_networks(exploration, novelty_shape)
     return rnd.RNDLearner(
         learner, explorer,
-        rnd.RND(target, predictor, observation_shape=observation_shape, num_envs=num_envs,
+        rnd.RND(target, predictor, observation_shape=novelty_shape, num_envs=num_envs,
                 obs_clip=exploration.obs_clip, intrinsic_gamma=exploration.intrinsic_gamma,
                 stats_horizon=exploration.intrinsic_stats_steps, normalise_by=exploration.intrinsic_normalisation),
+        episodic_novelty=exploration.episodic_novelty,
+        novelty_key=novelty_key,
         predictor_lr=exploration.predictor_lr,
         update_fraction=exploration.update_fraction,
         alpha=rnd.AlphaSchedule(alpha_init=exploration.alpha_init, alpha_final=exploration.alpha_final,

@@ -114,6 +114,7 @@ def make_replay_buffer(
     n_step: int = 1,
     gamma: float = 0.99,
     scratch: ReplayScratch | None = None,
+    extra_keys: tuple = (),
 ) -> TensorDictReplayBuffer | FrameReplay:
     """The replay memory for ``env``: a :class:`~rlpipe.frame_replay.FrameReplay` for frame-stacked pixel
     observations, TorchRL's prioritized or uniform buffer otherwise.
@@ -129,10 +130,14 @@ def make_replay_buffer(
             (the configuration refuses ``n_step > 1`` elsewhere).
         scratch: the run's directory for memory-mapped storage (:func:`make_replay_scratch`); ``None`` keeps the
             memory in RAM.
+        extra_keys: stored beside the env's transition keys (the learner's ``stored_keys``); the frame replay
+            stores none (the configuration refuses them there).
     """
     prioritized = buffer_cfg.kind == "prioritized"
     memmap_dir = None if scratch is None else str(scratch.path)
     if env_cfg.kind == "atari":
+        if extra_keys:
+            raise ValueError(f"the frame replay stores its declared fields only, not {extra_keys}")
         frames = env.full_observation_spec_unbatched[OBSERVATION_KEY].shape  # [N, H, W]
         return FrameReplay(
             capacity=buffer_cfg.capacity,
@@ -154,7 +159,7 @@ def make_replay_buffer(
         )
     else:
         replay = TensorDictReplayBuffer(storage=storage)
-    replay.append_transform(functools.partial(_flat_transitions, keys=transition_keys(env)), invert=True)  # on extend
+    replay.append_transform(functools.partial(_flat_transitions, keys=transition_keys(env) + tuple(extra_keys)), invert=True)  # on extend
     return replay
 
 

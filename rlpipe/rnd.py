@@ -8,6 +8,19 @@ buffer: ``exploration=rnd``.
   paper) and clipped to +-5; the intrinsic reward is divided by a running standard deviation over recent steps of
   the (discounted, non-episodic) intrinsic return (``exploration.intrinsic_normalisation=return``, the paper's) or of
   the intrinsic reward itself (``reward``, the default: see ``conf/exploration/rnd.yaml`` for the measurement).
+- **Novelty input** (``exploration.novelty_input``): the observation (the paper's), or where the env observes it
+  apart, the *agent state* (DoorKey: the agent's cell, direction, carried key and task phase, without the walls,
+  door and key positions). In a procedurally generated task the predictor's error on the whole observation is
+  largest on the layout, drawn anew every episode and not chosen by the agent, so every step of a new episode,
+  standing still included, earns about the same bonus (measured: README, "RND: does it explore?"); on the agent
+  state, novelty is where the agent has rarely been and what it has rarely done (key carried, door open).
+- **Episodic restriction** (``exploration.episodic_novelty=true``; the "ERIR" of NovelD, Zhang et al. 2021,
+  https://arxiv.org/abs/2110.05787): a transition earns its intrinsic reward only if its next observation is the
+  first of its kind in the episode. In a procedurally generated task (DoorKey draws a new layout every episode) the
+  predictor's error is largest on the *layout*, which the agent does not choose, so without the restriction every
+  step of a new episode, standing still included, earns about the same bonus; with it, only moving somewhere new
+  does. The flag is a fact of the trajectory, not of the predictor, so it is computed at collection time and
+  stored with the transition (exact repeats: vector observations only).
 - **Two agents** (:class:`RNDLearner`): the *exploration* agent learns from
   ``combined = (1 - alpha) * extrinsic + alpha * intrinsic`` and drives collection (with a small epsilon); the
   *exploitation* agent learns from the extrinsic reward only. Both are :class:`rlpipe.learner.Learner` instances and
@@ -43,10 +56,18 @@ from torchrl.envs.transforms.rnd import RunningMeanStd
 from torchrl.modules import MLP, ConvNet
 from torchrl.objectives import RNDLoss
 
-from rlpipe.keys import COMBINED_REWARD_KEY, INTRINSIC_REWARD_KEY, OBSERVATION_KEY, REWARD_KEY
+from rlpipe.keys import (
+    AGENT_STATE_KEY,
+    COMBINED_REWARD_KEY,
+    FIRST_VISIT_KEY,
+    INTRINSIC_REWARD_KEY,
+    OBSERVATION_KEY,
+    REWARD_KEY,
+)
 from rlpipe.learner import Learner, PhaseResult
 
 NEXT_OBSERVATION_KEY = ("next", OBSERVATION_KEY)
+NOVELTY_INPUTS = {"observation": OBSERVATION_KEY, "agent_state": AGENT_STATE_KEY}  # exploration.novelty_input -> key
 _RND_INPUT_KEY = "rnd_input"  # the normalised next observation RNDLoss reads
 EXPLORER_PREFIX = "explore/"  # the exploration agent's checkpoint entries and metrics: explore/q_network, explore/loss
 
@@ -247,6 +268,10 @@ class RNDLearner:
         alpha: the schedule of the intrinsic reward's share.
         batch_size: ``B``, the minibatch size of the agents' updates.
         device: where the networks live.
+        episodic_novelty: reward only the first visit of a next observation within its episode (the module
+            docstring); :meth:`observe` then writes the flag as ``("next", "first_visit")`` for the replay to store.
+        novelty_key: the observation entry RND reads (:data:`NOVELTY_INPUTS`); one other than the Q-network's
+            observation is stored with each transition (:attr:`stored_keys`).
     """
 
     progress_names = ("episode/combined_reward", "rnd/alpha")  # shown in the progress bar beside episode/reward
@@ -262,8 +287,17 @@ class RNDLearner:
         alpha: AlphaSchedule,
         batch_size: int,
         device: torch.device,
+        episodic_novelty: bool = False,
+        novelty_key: str = OBSERVATION_KEY,
     ) -> None:
         self.exploit, self.explore, self.rnd = exploit, explore, rnd.to(device)
+        self.episodic_novelty = episodic_novelty
+        self.novelty_key = ("next", novelty_key)  # the next observation entry whose novelty is rewarded
+        self.stored_keys = ((FIRST_VISIT_KEY,) if episodic_novelty else ()) + (
+            (self.novelty_key,) if novelty_key != OBSERVATION_KEY else ())
+        # [E] observations seen in each env's running episode (bytes of the tensor; not checkpointed: a resumed
+        # run's episodes start afresh)
+        self._seen: list[set[bytes]] = [set() for _ in range(rnd.intrinsic_return.numel())]
         self.predictor_loss = RNDLoss(rnd.predictor, rnd.target, update_fraction=update_fraction)
         self.predictor_loss.set_keys(observation=_RND_INPUT_KEY)
         self.predictor_optimizer = torch.optim.Adam(rnd.predictor.parameters(), lr=predictor_lr)
@@ -288,23 +322,46 @@ class RNDLearner:
         return float(self.rnd.alpha)
 
     def observe(self, batch: TensorDictBase) -> None:
-        """A collect's transitions ``[E, T]`` (or ``[T]``): RND's statistics, and the combined training return of
-        the episodes that end in it."""
-        batch = batch if batch.ndim == 2 else batch.unsqueeze(0)  # [E, T]
-        intrinsic = self.rnd.observe(batch.get(NEXT_OBSERVATION_KEY).to(self.device)).cpu()  # [E, T]
-        extrinsic = batch.get(REWARD_KEY).reshape(intrinsic.shape).float()
+        """A collect's transitions ``[E, T]`` (or ``[T]``), before they are stored: RND's statistics, the combined
+        training return of the episodes that end in it, and (``episodic_novelty``) each transition's
+        ``("next", "first_visit")`` flag, written into ``batch``."""
+        flat = batch if batch.ndim == 2 else batch.unsqueeze(0)  # [E, T]
+        intrinsic = self.rnd.observe(flat.get(self.novelty_key).to(self.device)).cpu()  # [E, T]
+        extrinsic = flat.get(REWARD_KEY).reshape(intrinsic.shape).float()
+        done = flat.get(("next", "done")).reshape(intrinsic.shape)
+        if self.episodic_novelty:
+            first_visit = self._first_visits(flat.get(OBSERVATION_KEY), flat.get(NEXT_OBSERVATION_KEY), done)  # [E, T]
+            batch.set(FIRST_VISIT_KEY, first_visit.reshape(*batch.shape, 1))
+            intrinsic = intrinsic * first_visit
         combined = (1 - self.alpha) * extrinsic + self.alpha * intrinsic  # [E, T]
-        done = batch.get(("next", "done")).reshape(intrinsic.shape)
         for t in range(intrinsic.shape[1]):
             self._combined_return += combined[:, t]
             self._recent_combined.extend(self._combined_return[done[:, t]].tolist())
             self._combined_return[done[:, t]] = 0.0
 
+    def _first_visits(self, observation: torch.Tensor, next_observation: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """``[E, T, *O]`` observations and next observations, ``[E, T]`` done -> ``[E, T]`` bool: the next
+        observation was not seen before in its episode (an episode's first observation counts as seen)."""
+        # Hand-written: TorchRL has no per-episode visit set; exact repeats are what count (vector observations).
+        first_visit = torch.zeros(done.shape, dtype=torch.bool)
+        for e, seen in enumerate(self._seen):
+            for t in range(done.shape[1]):
+                if not seen:  # the episode's first step: its reset observation is visited
+                    seen.add(observation[e, t].cpu().numpy().tobytes())
+                key = next_observation[e, t].cpu().numpy().tobytes()
+                first_visit[e, t] = key not in seen
+                seen.add(key)
+                if done[e, t]:
+                    seen.clear()
+        return first_visit
+
     def learn(self, block: TensorDict) -> PhaseResult:
         """One learning phase on ``block`` (``[K * B]`` sampled transitions): both agents, then the predictor."""
         extrinsic = block.get(REWARD_KEY)  # [K*B, 1], where the replay keeps it (the CPU)
-        inputs = self.rnd.normalised_input(block.get(NEXT_OBSERVATION_KEY).to(self.device))  # [K*B, *O'], once per phase
+        inputs = self.rnd.normalised_input(block.get(self.novelty_key).to(self.device))  # [K*B, *O'], once per phase
         intrinsic = (self.rnd.error(inputs) / self.rnd.scale).unsqueeze(-1).to(extrinsic.device)  # [K*B, 1]
+        if self.episodic_novelty:
+            intrinsic = intrinsic * block.get(FIRST_VISIT_KEY)  # [K*B, 1]: repeats within an episode earn nothing
         block.set(INTRINSIC_REWARD_KEY, intrinsic)
         block.set(COMBINED_REWARD_KEY, (1 - self.alpha) * extrinsic + self.alpha * intrinsic)
         explored = self.explore.learn(block)

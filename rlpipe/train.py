@@ -56,7 +56,7 @@ from rlpipe.learner import make_learner
 from rlpipe.loggers import MetricWindow, StageClock, check_logger, make_logger
 from rlpipe.models import make_q_network
 from rlpipe.record import make_training_recorder
-from rlpipe.keys import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, INDEX_KEY, OBSERVATION_KEY, PRIORITY_WEIGHT_KEY
+from rlpipe.keys import EPISODE_LENGTH_KEY, EPISODE_RETURN_KEY, INDEX_KEY, PRIORITY_WEIGHT_KEY
 from rlpipe.replay import make_beta_schedule, make_replay_buffer, make_replay_scratch
 from rlpipe.runtime import (
     StopSignals,
@@ -202,14 +202,15 @@ def _train(
     # One agent, or with exploration=rnd two (the exploitation agent is q_network; the exploration agent acts)
     learner = make_learner(
         cfg, q_network, make_network=lambda: make_q_network(cfg.model, env, device, precision=precision),
-        transition_keys=transition_keys(env), observation_shape=env.full_observation_spec_unbatched[OBSERVATION_KEY].shape,
+        transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,
         num_envs=env.batch_size.numel(), device=device, total_updates=total_updates,
     )
     policy = TensorDictSequential(learner.acting_network, exploration.module)
     scratch = make_replay_scratch(cfg.buffer, run_dir)  # the run's own directory for memory-mapped replay, if any
     if scratch is not None:
         cleanup.callback(scratch.remove)
-    replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma, scratch=scratch)
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma, scratch=scratch,
+                                extra_keys=learner.stored_keys)
     beta_schedule = make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
     checkpoint_dir = run_dir / "checkpoints"
     pieces = {**learner.pieces(), "exploration": exploration.module}  # what a checkpoint stores, by name
@@ -291,10 +292,10 @@ def _train(
             batch = batch[..., : (total_steps - counters.step) // num_envs]
 
         # ---- Store the transitions (the buffer keeps what the loss reads); count steps and finished episodes.
+        with clock("learner"):
+            learner.observe(batch)  # RND: its statistics, and what it stores with a transition (nothing for one agent)
         with clock("replay"):
             replay.extend(batch)  # [num_envs, steps] or [steps]
-        with clock("learner"):
-            learner.observe(batch)  # RND: its observation and scaling statistics (nothing for one agent)
         batch = batch.reshape(-1)  # [steps_per_collect] transitions
         counters.step += batch.numel()
         done = batch.get(("next", "done")).reshape(-1)

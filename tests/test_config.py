@@ -37,7 +37,7 @@ def test_every_option_composes_and_builds(group, option, tmp_path):
     q_network = make_q_network(cfg.model, env, device)
     exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], device)
     learner = make_learner(cfg, q_network, make_network=lambda: make_q_network(cfg.model, env, device),
-                           transition_keys=transition_keys(env), observation_shape=env.full_observation_spec_unbatched["observation"].shape,
+                           transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,
                            num_envs=env.batch_size.numel(), device=device, total_updates=100)
     assert learner.acting_network is (q_network if cfg.exploration.kind != "rnd" else learner.explore.q_network)
     replay = make_replay_buffer(cfg.buffer, cfg.env, env)
@@ -82,9 +82,10 @@ def test_rnd_builds_and_rewards_every_env(env):
     device = torch.device("cpu")
     task = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=0)
     learner = make_learner(cfg, make_q_network(cfg.model, task, device), make_network=lambda: make_q_network(cfg.model, task, device),
-                           transition_keys=transition_keys(task), observation_shape=task.full_observation_spec_unbatched["observation"].shape,
+                           transition_keys=transition_keys(task), observation_spec=task.full_observation_spec_unbatched,
                            num_envs=task.batch_size.numel(), device=device, total_updates=100)
-    observation = task.reset().get("observation").reshape(-1, *task.full_observation_spec_unbatched["observation"].shape)
+    key = learner.novelty_key[-1]  # what RND reads: the observation, or the agent state (DoorKey primitive's preset)
+    observation = task.reset().get(key).reshape(-1, *task.full_observation_spec_unbatched[key].shape)
     reward = learner.rnd.intrinsic_reward(observation)
     assert reward.shape == (len(observation), 1) and bool((reward >= 0).all())
     assert learner.exploit.q_network is not learner.explore.q_network

@@ -27,10 +27,11 @@ from rlpipe.envs.doorkey_skills import (
     DoorKeySkillEnv,
     _plan_skill,
     _register,
+    agent_state_size,
     encode_observation,
     observation_size,
 )
-from rlpipe.keys import OBSERVATION_KEY
+from rlpipe.keys import AGENT_STATE_KEY, OBSERVATION_KEY
 
 SIZES_AND_SEEDS = [(8, 0), (8, 1), (8, 2), (5, 0), (5, 1), (5, 3)]
 OPTION_REWARD = 1.0
@@ -357,9 +358,10 @@ def test_sizes_minigrid_does_not_register_still_build() -> None:
 def test_primitive_env_spaces_steps_and_encoder_agree_with_the_skill_env() -> None:
     primitive, skills = DoorKeyPrimitiveEnv(8), DoorKeySkillEnv(8)
     assert primitive.action_space == gym.spaces.Discrete(6)
-    assert set(primitive.observation_space.spaces) == {OBSERVATION_KEY}
+    assert set(primitive.observation_space.spaces) == {OBSERVATION_KEY, AGENT_STATE_KEY}
     assert primitive.observation_space[OBSERVATION_KEY].shape == (observation_size(8),)
     obs, info = primitive.reset(seed=3)
+    _assert_agent_state_is_the_observations_agent_part(obs, 8)
     assert info == {"primitive_steps": 0, "skill_success": False, "goal_reached": False}
     assert np.array_equal(obs[OBSERVATION_KEY], skills.reset(seed=3)[0][OBSERVATION_KEY])  # same layout, same encoder
     for action in range(6):
@@ -367,8 +369,18 @@ def test_primitive_env_spaces_steps_and_encoder_agree_with_the_skill_env() -> No
         assert primitive.observation_space.contains(obs) and obs[OBSERVATION_KEY].shape == (observation_size(8),)
         assert info == {"primitive_steps": 1, "skill_success": False, "goal_reached": False} and reward == 0.0
         assert not (terminated or truncated)
+        _assert_agent_state_is_the_observations_agent_part(obs, 8)
     with pytest.raises(ValueError, match="primitive action"):
         primitive.step(6)  # MiniGrid's "done" is not offered
+
+
+def _assert_agent_state_is_the_observations_agent_part(obs: dict, size: int) -> None:
+    """``agent_state`` = the observation's agent channel, direction, carrying flag and phase, without the layout."""
+    observation, agent_state = obs[OBSERVATION_KEY], obs[AGENT_STATE_KEY]
+    cells = observation[: size * size * len(CELL_CHANNELS)].reshape(size, size, len(CELL_CHANNELS))
+    assert agent_state.shape == (agent_state_size(size),)
+    assert np.array_equal(agent_state[: size * size], cells[..., CELL_CHANNELS.index("agent")].ravel())
+    assert np.array_equal(agent_state[size * size:], observation[size * size * len(CELL_CHANNELS):])  # dir, key, phase
 
 
 def test_primitive_env_reaches_the_goal_with_the_skill_plans() -> None:

@@ -14,9 +14,10 @@ from rlpipe.agent import Agent
 from rlpipe.checkpoint import CheckpointError, load_checkpoint, restore_checkpoint
 from rlpipe.config import ConfigError
 from rlpipe.envs import make_env, transition_keys
-from rlpipe.keys import COMBINED_REWARD_KEY, INTRINSIC_REWARD_KEY, OBSERVATION_KEY, PRIORITY_WEIGHT_KEY, REWARD_KEY, STEPS_TO_NEXT_OBS_KEY
+from rlpipe.keys import AGENT_STATE_KEY, COMBINED_REWARD_KEY, FIRST_VISIT_KEY, INTRINSIC_REWARD_KEY, OBSERVATION_KEY, PRIORITY_WEIGHT_KEY, REWARD_KEY, STEPS_TO_NEXT_OBS_KEY
 from rlpipe.learner import Learner, make_learner
 from rlpipe.models import make_q_network
+from rlpipe.replay import make_replay_buffer
 from rlpipe.rnd import RNDLearner
 
 K, B = 4, 16  # updates per learning phase, minibatch size
@@ -27,9 +28,8 @@ def _learner(overrides: list[str]) -> tuple[RNDLearner, object]:
     """An ``exploration=rnd`` learner for the composed task, built as ``rlpipe.train`` builds it."""
     cfg = compose_config(["exploration=rnd", "train.compile=false", f"train.batch_size={B}", *overrides])
     env = make_env(cfg.env)
-    shape = env.full_observation_spec_unbatched[OBSERVATION_KEY].shape
     learner = make_learner(cfg, make_q_network(cfg.model, env, CPU), make_network=lambda: make_q_network(cfg.model, env, CPU),
-                           transition_keys=transition_keys(env), observation_shape=shape, num_envs=1, device=CPU,
+                           transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched, num_envs=1, device=CPU,
                            total_updates=1000)
     env.close()
     return learner, cfg
@@ -197,6 +197,64 @@ def test_rnd_config_errors_name_the_key():
         compose_config(["exploration=rnd", "exploration.alpha_final=1.5"])
     with pytest.raises(ConfigError, match="alpha_schedule=exponential"):
         compose_config(["exploration=rnd", "exploration.alpha_schedule=exponential", "exploration.alpha_final=0"])
+    with pytest.raises(ConfigError, match="episodic_novelty"):
+        compose_config(["env=breakout", "exploration=rnd", "exploration.episodic_novelty=true"])
+    with pytest.raises(ConfigError, match="novelty_input=agent_state"):
+        compose_config(["env=cartpole", "exploration=rnd", "exploration.novelty_input=agent_state"])
+
+
+def test_rnd_on_the_agent_state_reads_and_stores_the_agent_state():
+    learner, cfg = _learner(["env=doorkey_primitive"])  # its tuned preset: novelty_input=agent_state
+    assert cfg.exploration.novelty_input == "agent_state"
+    assert learner.stored_keys == (("next", AGENT_STATE_KEY),)
+    env = make_env(cfg.env)
+    rollout = env.rollout(64, break_when_any_done=False)  # [T]: random actions
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env, extra_keys=learner.stored_keys)
+    env.close()
+    learner.observe(rollout)
+    replay.extend(rollout)
+    stored = replay.storage[:64]
+    assert torch.equal(stored.get(("next", AGENT_STATE_KEY)), rollout.get(("next", AGENT_STATE_KEY)))
+    assert learner.rnd.obs_rms.mean.shape == rollout.get(AGENT_STATE_KEY).shape[-1:]  # statistics of the agent state
+    # A learning phase's intrinsic reward is the novelty of the next agent states, whatever the layout: the
+    # observations are scrambled here, and the reward is the one computed from the agent states beforehand.
+    block = stored.clone()
+    block.set(PRIORITY_WEIGHT_KEY, torch.ones(64))
+    block.set(("next", OBSERVATION_KEY), block.get(("next", OBSERVATION_KEY)).flip(0))
+    expected = learner.rnd.intrinsic_reward(block.get(("next", AGENT_STATE_KEY)))  # [64, 1]
+    learner.learn(block)
+    assert torch.allclose(block.get(INTRINSIC_REWARD_KEY), expected)
+
+
+def test_episodic_novelty_rewards_only_an_observations_first_visit_in_its_episode():
+    learner, cfg = _learner(["exploration.episodic_novelty=true"])
+    a, b, c, d = torch.eye(4)  # four distinct observations
+    # One env, two episodes: reset on a, then next observations b a b c (ends); reset on d, then b b.
+    collect = TensorDict({
+        OBSERVATION_KEY: torch.stack([a, b, a, b, d, b]),
+        "action": torch.zeros(6, dtype=torch.long),
+        ("next", OBSERVATION_KEY): torch.stack([b, a, b, c, b, b]),
+        REWARD_KEY: torch.zeros(6, 1),
+        ("next", "done"): torch.tensor([[False], [False], [False], [True], [False], [False]]),
+        ("next", "terminated"): torch.tensor([[False], [False], [False], [True], [False], [False]]),
+    }, batch_size=[6])
+    learner.observe(collect)
+    expected = torch.tensor([True, False, False, True, True, False])  # a was the reset; the second episode forgets b
+    assert torch.equal(collect.get(FIRST_VISIT_KEY).reshape(-1), expected)
+    # The replay stores the flag with the transition (the learner's stored_keys), and a learning phase pays the
+    # intrinsic reward on first visits only.
+    env = make_env(cfg.env)
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env, extra_keys=learner.stored_keys)
+    env.close()
+    replay.extend(collect)
+    assert torch.equal(replay.storage[:6].get(FIRST_VISIT_KEY).reshape(-1), expected)
+    block = _block(torch.randn(32, 4, generator=torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1))
+    first_visit = torch.arange(K * B).remainder(2).bool().unsqueeze(-1)  # [K*B, 1]
+    block.set(FIRST_VISIT_KEY, first_visit)
+    learner.learn(block)
+    intrinsic, extrinsic = block.get(INTRINSIC_REWARD_KEY), block.get(REWARD_KEY)
+    assert (intrinsic[first_visit] > 0).all() and (intrinsic[~first_visit] == 0).all()
+    assert torch.allclose(block.get(COMBINED_REWARD_KEY)[~first_visit], (1 - learner.alpha) * extrinsic[~first_visit])
 
 
 def test_moving_statistics_follow_a_shrinking_stream_where_all_history_statistics_lag():

@@ -51,7 +51,7 @@ from minigrid.core.constants import DIR_TO_VEC
 from minigrid.core.world_object import Door, Key
 from minigrid.minigrid_env import MiniGridEnv
 
-from rlpipe.keys import ACTION_MASK_KEY, OBSERVATION_KEY
+from rlpipe.keys import ACTION_MASK_KEY, AGENT_STATE_KEY, OBSERVATION_KEY
 
 SKILL_ENV_ID: Final = "rlpipe/DoorKeySkills-v0"
 PRIMITIVE_ENV_ID: Final = "rlpipe/DoorKeyPrimitive-v0"
@@ -83,6 +83,36 @@ def observation_size(size: int) -> int:
     return size * size * len(CELL_CHANNELS) + NUM_DIRECTIONS + 1 + NUM_PHASES
 
 
+def agent_state_size(size: int) -> int:
+    """Length of :func:`encode_agent_state`'s vector for a ``size`` x ``size`` grid."""
+    return size * size + NUM_DIRECTIONS + 1 + NUM_PHASES
+
+
+def encode_agent_state(env: gym.Env, max_phase: int = 0) -> np.ndarray:
+    """What the agent controls, without the layout: ``[S*S + 4 + 1 + 4]`` float32, the agent's cell one-hot
+    (row-major ``[y, x]``), its direction one-hot, the carrying-key flag and the one-hot of ``max_phase``.
+
+    The observation's cells also hold the layout (walls, door, key), which DoorKey draws anew every episode; RND
+    with ``exploration.novelty_input=agent_state`` measures novelty on this vector instead (``rlpipe/rnd.py``).
+    """
+    minigrid_env = _as_minigrid(env)
+    size = minigrid_env.grid.width
+    cell_SS = np.zeros((size, size), dtype=np.float32)
+    agent_x, agent_y = (int(c) for c in minigrid_env.agent_pos)
+    cell_SS[agent_y, agent_x] = 1.0
+    return np.concatenate([cell_SS.ravel(), _direction_key_phase(minigrid_env, max_phase)])
+
+
+def _direction_key_phase(minigrid_env: MiniGridEnv, max_phase: int) -> np.ndarray:
+    """``[4 + 1 + 4]`` float32: the direction one-hot, the carrying-key flag and the one-hot of ``max_phase``."""
+    direction_4 = np.zeros(NUM_DIRECTIONS, dtype=np.float32)
+    direction_4[minigrid_env.agent_dir] = 1.0
+    carrying_1 = np.array([float(isinstance(minigrid_env.carrying, Key))], dtype=np.float32)
+    progress_4 = np.zeros(NUM_PHASES, dtype=np.float32)
+    progress_4[max_phase] = 1.0
+    return np.concatenate([direction_4, carrying_1, progress_4])
+
+
 def encode_observation(env: gym.Env, max_phase: int = 0) -> np.ndarray:
     """Encodes the full MiniGrid state as a float32 vector ``[D]`` (layout in the module docstring).
 
@@ -110,12 +140,7 @@ def encode_observation(env: gym.Env, max_phase: int = 0) -> np.ndarray:
             cells_SSC[y, x, channel] = 1.0
     agent_x, agent_y = (int(c) for c in minigrid_env.agent_pos)
     cells_SSC[agent_y, agent_x, _AGENT] = 1.0
-    direction_4 = np.zeros(NUM_DIRECTIONS, dtype=np.float32)
-    direction_4[minigrid_env.agent_dir] = 1.0
-    carrying_1 = np.array([float(isinstance(minigrid_env.carrying, Key))], dtype=np.float32)
-    progress_4 = np.zeros(NUM_PHASES, dtype=np.float32)
-    progress_4[max_phase] = 1.0
-    return np.concatenate([cells_SSC.ravel(), direction_4, carrying_1, progress_4])
+    return np.concatenate([cells_SSC.ravel(), _direction_key_phase(minigrid_env, max_phase)])
 
 
 class _DoorKeyEnv(gym.Env):
@@ -163,7 +188,8 @@ class DoorKeySkillEnv(_DoorKeyEnv):
     - ``DropKey``: key carried and a reachable cell with an empty neighbour: dropped where the agent stands if it
       can (in front first, else after the fewest turns), else from the nearest such cell. Effect: key on the floor.
 
-    Observation: ``{"observation": Box(float32, [D]), "action_mask": Box(bool, [5])}``. If no skill is valid (a
+    Observation: ``{"observation": Box(float32, [D]), "agent_state": Box(float32, [S*S + 9]), "action_mask": Box(bool, [5])}``
+    (``agent_state``: :func:`encode_agent_state`). If no skill is valid (a
     dead end: the agent in front of a closed door with the key on the far side; the skills do not lead there
     from DoorKey's layouts, where the key starts on the agent's side and only GoToGoal crosses the door), the episode terminates (nothing more can be
     earned, so its value is 0) and the mask is all True so that masked argmax and sampling stay defined.
@@ -217,6 +243,7 @@ class DoorKeySkillEnv(_DoorKeyEnv):
         self.observation_space = gym.spaces.Dict(
             {
                 OBSERVATION_KEY: _observation_box(size),
+                AGENT_STATE_KEY: _agent_state_box(size),
                 ACTION_MASK_KEY: gym.spaces.Box(low=0, high=1, shape=(len(SKILLS),), dtype=np.bool_),
             }
         )
@@ -257,7 +284,8 @@ class DoorKeySkillEnv(_DoorKeyEnv):
         return np.array([_plan_skill(self._minigrid, skill) is not None for skill in range(len(SKILLS))], dtype=bool)
 
     def _observation(self) -> Observation:
-        return {OBSERVATION_KEY: encode_observation(self._minigrid, self._max_phase), ACTION_MASK_KEY: self.action_mask()}
+        return {OBSERVATION_KEY: encode_observation(self._minigrid, self._max_phase),
+                AGENT_STATE_KEY: encode_agent_state(self._minigrid, self._max_phase), ACTION_MASK_KEY: self.action_mask()}
 
 
 class DoorKeyPrimitiveEnv(_DoorKeyEnv):
@@ -267,7 +295,8 @@ class DoorKeyPrimitiveEnv(_DoorKeyEnv):
     MiniGrid: Chevalier-Boisvert et al. 2023, https://arxiv.org/abs/2306.13831.
 
     Actions (``Discrete(6)``): left, right, forward, pickup, drop, toggle (MiniGrid's "done" is left out: it does
-    nothing here). Observation: ``{"observation": Box(float32, [D])}`` from :func:`encode_observation`. Reward,
+    nothing here). Observation: ``{"observation": Box(float32, [D]), "agent_state": Box(float32, [S*S + 9])}`` from
+    :func:`encode_observation` and :func:`encode_agent_state`. Reward,
     ``terminated`` and ``truncated`` are MiniGrid's own. ``info`` mirrors the skill env so logs line up:
     ``primitive_steps`` is 1 and ``skill_success`` is True when the step reached the goal.
 
@@ -284,7 +313,7 @@ class DoorKeyPrimitiveEnv(_DoorKeyEnv):
         self.size = size
         self.render_mode = render_mode
         self.action_space = gym.spaces.Discrete(len(PRIMITIVE_ACTIONS))
-        self.observation_space = gym.spaces.Dict({OBSERVATION_KEY: _observation_box(size)})
+        self.observation_space = gym.spaces.Dict({OBSERVATION_KEY: _observation_box(size), AGENT_STATE_KEY: _agent_state_box(size)})
 
     def step(self, action: ActionLike) -> StepResult:
         """One MiniGrid primitive action."""
@@ -297,7 +326,8 @@ class DoorKeyPrimitiveEnv(_DoorKeyEnv):
         return obs, float(reward), bool(terminated), bool(truncated), info
 
     def _observation(self) -> Observation:
-        return {OBSERVATION_KEY: encode_observation(self._minigrid, self._max_phase)}
+        return {OBSERVATION_KEY: encode_observation(self._minigrid, self._max_phase),
+                AGENT_STATE_KEY: encode_agent_state(self._minigrid, self._max_phase)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -490,6 +520,10 @@ def _make_doorkey(size: int, render_mode: str | None) -> MiniGridEnv:
 
 def _observation_box(size: int) -> gym.spaces.Box:
     return gym.spaces.Box(low=0.0, high=1.0, shape=(observation_size(size),), dtype=np.float32)
+
+
+def _agent_state_box(size: int) -> gym.spaces.Box:
+    return gym.spaces.Box(low=0.0, high=1.0, shape=(agent_state_size(size),), dtype=np.float32)
 
 
 def _as_minigrid(env: gym.Env) -> MiniGridEnv:
