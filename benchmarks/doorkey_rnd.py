@@ -16,7 +16,7 @@ unfinished one resumes from its ``last.pt``. ``--report-only`` runs nothing and 
 (unfinished ones up to their latest evaluation, marked as such).
 
     python benchmarks/doorkey_rnd.py [--modes egreedy rnd] [--seeds 0 1 2] [--steps 300000] [--out outputs/bench/doorkey_rnd]
-        [--override exploration.episodic_novelty=false] [--name doorkey_rnd]
+        [--override exploration.episodic_novelty=true] [--name doorkey_rnd]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from bench_common import REPO, save
 from rlpipe.agent import Agent
@@ -68,6 +69,7 @@ def run(mode: str, seed: int, *, steps: int, eval_steps: int, stop_at: float | N
 def collect(run_dir: Path) -> dict:
     """A finished run's summary, with the first training-episode success read from its ``episode/success`` log."""
     summary = json.loads((run_dir / "summary.json").read_text())
+    exploration = OmegaConf.load(run_dir / "config.yaml").exploration  # the run's own variant (runs of several calls merge)
     first_training_success = None
     success_log = run_dir / "logs" / "csv" / "scalars" / "episode" / "success.csv"
     if success_log.is_file():
@@ -76,6 +78,8 @@ def collect(run_dir: Path) -> dict:
                                            if row and row[0] != "step" and float(row[1]) > 0), None)
     evaluations = summary["evaluations"] or [{"step": 0, "eval/success_rate": float("nan")}]
     return {
+        "exploration": {"kind": exploration.kind, "novelty_input": exploration.get("novelty_input", "observation"),
+                        "episodic_novelty": exploration.get("episodic_novelty", False)},
         "finished": summary["finished"],
         "steps_so_far": summary["steps"],
         "summary": summary,
@@ -123,7 +127,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one torch thread each")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench" / "doorkey_rnd")
     parser.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="more CLI overrides for new runs, e.g. exploration.episodic_novelty=false")
+                        help="more CLI overrides for new runs (a resumed run keeps its own), e.g. exploration.episodic_novelty=true")
     parser.add_argument("--name", default="doorkey_rnd", help="results file: benchmarks/results/<name>.json")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -190,8 +190,17 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
                            make_network=lambda: make_q_network(cfg.model, env, device, precision=precision),
                            transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,
                            num_envs=1, device=device, total_updates=1_000_000)
+    novelty_key = getattr(learner, "novelty_key", ("next", "observation"))  # RND's input (DoorKey: the agent state)
+    if novelty_key not in data.keys(include_nested=True):  # an entry beyond the observation: random values of its spec
+        spec = env.full_observation_spec_unbatched[novelty_key[-1]]
+        data = data.clone()
+        data.set(novelty_key[-1], spec.rand(data.batch_size))
+        data.set(novelty_key, spec.rand(data.batch_size))
     collect = data[:observe_steps] if observe_steps else None
-    replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma)
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma,
+                                extra_keys=learner.stored_keys)
+    if cfg.env.kind != "atari":  # (Atari: nothing to store, and RND's statistics of every frame would take ~0.5 GB)
+        learner.observe(data)  # as train.py, before storing: what the learner stores with a transition (RND's flags)
     replay.extend(data)
     batch_size, prioritized = cfg.train.batch_size, cfg.buffer.kind == "prioritized"
 

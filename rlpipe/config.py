@@ -395,11 +395,11 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
             f"exploration.novelty_input=agent_state is invalid with env={cfg.env.name}: only the DoorKey envs "
             f"observe an agent state apart from the layout; expected observation"
         )
-    if exploration.kind == "rnd" and exploration.episodic_novelty and cfg.env.kind == "atari":
+    if exploration.kind == "rnd" and exploration.episodic_novelty and cfg.env.kind != "doorkey":
         raise ConfigError(
             f"exploration.episodic_novelty=true is invalid with env={cfg.env.name}: it rewards exact first visits of an "
-            f"observation within an episode, which frames almost never repeat (and the frame replay cannot store the "
-            f"flag); expected false"
+            f"observation within an episode, which continuous states and frames almost never repeat (DoorKey's grid "
+            f"observations do); expected false"
         )
     if exploration.kind in ("egreedy", "rnd"):  # (rnd: the exploration agent's epsilon)
         if exploration.eps_final > exploration.eps_init:

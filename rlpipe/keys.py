@@ -12,7 +12,7 @@ EPISODE_PRIMITIVE_STEPS_KEY = "episode_primitive_steps"  # primitive actions in 
 
 REWARD_KEY = ("next", "reward")  # the env's (extrinsic) reward of a transition
 COMBINED_REWARD_KEY = ("next", "combined_reward")  # RND: (1 - alpha) * extrinsic + alpha * intrinsic, set at sampling time
-INTRINSIC_REWARD_KEY = ("next", "intrinsic_reward")  # RND: the predictor's normalised error on the next observation
+INTRINSIC_REWARD_KEY = ("next", "intrinsic_reward")  # RND: the predictor's normalised error on the next novelty input
 FIRST_VISIT_KEY = ("next", "first_visit")  # RND (episodic_novelty): the next observation is new within its episode
 
 # What a stored transition holds, field by field: the replay buffers store these and the learner reads them. A

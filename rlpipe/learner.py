@@ -241,7 +241,7 @@ class Learner:
         self.batch_size = train_cfg.batch_size
 
     progress_names: tuple[str, ...] = ()  # metrics the progress bar shows beyond the loop's own (RND: alpha, ...)
-    stored_keys: tuple = ()  # what the replay stores beyond the env's transition keys, written by observe (RND)
+    stored_keys: tuple = ()  # what the replay stores beyond the env's transition keys (RND: its input, its flags)
 
     @property
     def acting_network(self) -> QValueActor:

@@ -18,9 +18,11 @@ buffer: ``exploration=rnd``.
   https://arxiv.org/abs/2110.05787): a transition earns its intrinsic reward only if its next observation is the
   first of its kind in the episode. In a procedurally generated task (DoorKey draws a new layout every episode) the
   predictor's error is largest on the *layout*, which the agent does not choose, so without the restriction every
-  step of a new episode, standing still included, earns about the same bonus; with it, only moving somewhere new
-  does. The flag is a fact of the trajectory, not of the predictor, so it is computed at collection time and
-  stored with the transition (exact repeats: vector observations only).
+  step of a new episode, standing still included, earns about the same bonus; with it, only reaching an
+  observation new to the episode does (another cell, direction, key or door state). The flag is a fact of the
+  trajectory, not of the predictor, so it is computed at collection time and stored with the transition. It is
+  computed on the novelty input, and counts exact repeats (DoorKey only: continuous states and frames almost never
+  repeat).
 - **Two agents** (:class:`RNDLearner`): the *exploration* agent learns from
   ``combined = (1 - alpha) * extrinsic + alpha * intrinsic`` and drives collection (with a small epsilon); the
   *exploitation* agent learns from the extrinsic reward only. Both are :class:`rlpipe.learner.Learner` instances and
@@ -173,7 +175,8 @@ class RND(nn.Module):
 
     Args:
         target, predictor: from :func:`make_rnd_networks`; the target is frozen here.
-        observation_shape: ``O``, the env's observation (a frame stack ``[N, H, W]`` is read at its newest frame).
+        observation_shape: ``O``, the novelty input's (the observation, or DoorKey's agent state; a frame stack
+            ``[N, H, W]`` is read at its newest frame).
         num_envs: ``E``: one discounted intrinsic return is kept per environment.
         obs_clip: normalised observations are clipped to ``[-obs_clip, obs_clip]``.
         intrinsic_gamma: the discount of the intrinsic return whose standard deviation scales the reward.
@@ -330,7 +333,7 @@ class RNDLearner:
         extrinsic = flat.get(REWARD_KEY).reshape(intrinsic.shape).float()
         done = flat.get(("next", "done")).reshape(intrinsic.shape)
         if self.episodic_novelty:
-            first_visit = self._first_visits(flat.get(OBSERVATION_KEY), flat.get(NEXT_OBSERVATION_KEY), done)  # [E, T]
+            first_visit = self._first_visits(flat.get(self.novelty_key[-1]), flat.get(self.novelty_key), done)  # [E, T]
             batch.set(FIRST_VISIT_KEY, first_visit.reshape(*batch.shape, 1))
             intrinsic = intrinsic * first_visit
         combined = (1 - self.alpha) * extrinsic + self.alpha * intrinsic  # [E, T]
@@ -343,6 +346,8 @@ class RNDLearner:
         """``[E, T, *O]`` observations and next observations, ``[E, T]`` done -> ``[E, T]`` bool: the next
         observation was not seen before in its episode (an episode's first observation counts as seen)."""
         # Hand-written: TorchRL has no per-episode visit set; exact repeats are what count (vector observations).
+        if done.shape[0] != len(self._seen):
+            raise ValueError(f"a collect of {done.shape[0]} envs, but the first-visit sets are kept for {len(self._seen)}")
         first_visit = torch.zeros(done.shape, dtype=torch.bool)
         for e, seen in enumerate(self._seen):
             for t in range(done.shape[1]):

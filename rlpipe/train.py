@@ -293,7 +293,7 @@ def _train(
 
         # ---- Store the transitions (the buffer keeps what the loss reads); count steps and finished episodes.
         with clock("learner"):
-            learner.observe(batch)  # RND: its statistics, and what it stores with a transition (nothing for one agent)
+            learner.observe(batch)  # RND: its statistics, and flags it writes for the replay (nothing for one agent)
         with clock("replay"):
             replay.extend(batch)  # [num_envs, steps] or [steps]
         batch = batch.reshape(-1)  # [steps_per_collect] transitions

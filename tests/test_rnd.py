@@ -4,6 +4,7 @@ resume, and loading either agent."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -24,12 +25,12 @@ K, B = 4, 16  # updates per learning phase, minibatch size
 CPU = torch.device("cpu")
 
 
-def _learner(overrides: list[str]) -> tuple[RNDLearner, object]:
+def _learner(overrides: list[str], num_envs: int = 1) -> tuple[RNDLearner, object]:
     """An ``exploration=rnd`` learner for the composed task, built as ``rlpipe.train`` builds it."""
     cfg = compose_config(["exploration=rnd", "train.compile=false", f"train.batch_size={B}", *overrides])
     env = make_env(cfg.env)
     learner = make_learner(cfg, make_q_network(cfg.model, env, CPU), make_network=lambda: make_q_network(cfg.model, env, CPU),
-                           transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched, num_envs=1, device=CPU,
+                           transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched, num_envs=num_envs, device=CPU,
                            total_updates=1000)
     env.close()
     return learner, cfg
@@ -197,8 +198,9 @@ def test_rnd_config_errors_name_the_key():
         compose_config(["exploration=rnd", "exploration.alpha_final=1.5"])
     with pytest.raises(ConfigError, match="alpha_schedule=exponential"):
         compose_config(["exploration=rnd", "exploration.alpha_schedule=exponential", "exploration.alpha_final=0"])
-    with pytest.raises(ConfigError, match="episodic_novelty"):
-        compose_config(["env=breakout", "exploration=rnd", "exploration.episodic_novelty=true"])
+    for env in ("breakout", "cartpole"):
+        with pytest.raises(ConfigError, match="episodic_novelty"):
+            compose_config([f"env={env}", "exploration=rnd", "exploration.episodic_novelty=true"])
     with pytest.raises(ConfigError, match="novelty_input=agent_state"):
         compose_config(["env=cartpole", "exploration=rnd", "exploration.novelty_input=agent_state"])
 
@@ -227,34 +229,61 @@ def test_rnd_on_the_agent_state_reads_and_stores_the_agent_state():
 
 
 def test_episodic_novelty_rewards_only_an_observations_first_visit_in_its_episode():
-    learner, cfg = _learner(["exploration.episodic_novelty=true"])
-    a, b, c, d = torch.eye(4)  # four distinct observations
-    # One env, two episodes: reset on a, then next observations b a b c (ends); reset on d, then b b.
-    collect = TensorDict({
-        OBSERVATION_KEY: torch.stack([a, b, a, b, d, b]),
-        "action": torch.zeros(6, dtype=torch.long),
-        ("next", OBSERVATION_KEY): torch.stack([b, a, b, c, b, b]),
-        REWARD_KEY: torch.zeros(6, 1),
-        ("next", "done"): torch.tensor([[False], [False], [False], [True], [False], [False]]),
-        ("next", "terminated"): torch.tensor([[False], [False], [False], [True], [False], [False]]),
-    }, batch_size=[6])
-    learner.observe(collect)
-    expected = torch.tensor([True, False, False, True, True, False])  # a was the reset; the second episode forgets b
-    assert torch.equal(collect.get(FIRST_VISIT_KEY).reshape(-1), expected)
+    learner, cfg = _learner(["env=doorkey_primitive", "exploration.novelty_input=observation",
+                             "exploration.episodic_novelty=true"], num_envs=2)
+    env = make_env(cfg.env)
+    a, b, c, d = torch.eye(env.full_observation_spec_unbatched[OBSERVATION_KEY].shape[-1])[:4]  # distinct observations
+
+    def collect(observations, next_observations, done) -> TensorDict:  # [E=2, T]
+        done = torch.tensor(done).unsqueeze(-1)
+        return TensorDict({
+            OBSERVATION_KEY: torch.stack([torch.stack(row) for row in observations]),
+            "action": torch.zeros(2, len(done[0]), dtype=torch.long),
+            ("next", OBSERVATION_KEY): torch.stack([torch.stack(row) for row in next_observations]),
+            REWARD_KEY: torch.zeros(2, len(done[0]), 1), ("next", "done"): done, ("next", "terminated"): done.clone(),
+        }, batch_size=[2, len(done[0])])
+
+    # Env 0: reset on a, then b a b c (ends); reset on d, then b b. Env 1: reset on a, then b c, then (next
+    # collect) c a d, its episode running on across the two collects.
+    first = collect([[a, b, a, b, d, b], [a, b, c, c, c, c]], [[b, a, b, c, b, b], [b, c, c, c, c, c]],
+                    [[False, False, False, True, False, False], [False] * 6])
+    second = collect([[b, b, b], [c, c, a]], [[b, c, a], [c, a, d]], [[False] * 3, [False] * 3])
+    learner.observe(first)
+    learner.observe(second)
+    assert first.get(FIRST_VISIT_KEY).squeeze(-1).tolist() == [
+        [True, False, False, True, True, False],  # a was the reset; the second episode forgets b
+        [True, True, False, False, False, False],
+    ]
+    assert second.get(FIRST_VISIT_KEY).squeeze(-1).tolist() == [[False, True, True], [False, False, True]]
     # The replay stores the flag with the transition (the learner's stored_keys), and a learning phase pays the
     # intrinsic reward on first visits only.
-    env = make_env(cfg.env)
     replay = make_replay_buffer(cfg.buffer, cfg.env, env, extra_keys=learner.stored_keys)
     env.close()
-    replay.extend(collect)
-    assert torch.equal(replay.storage[:6].get(FIRST_VISIT_KEY).reshape(-1), expected)
-    block = _block(torch.randn(32, 4, generator=torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1))
+    replay.extend(first)
+    assert torch.equal(replay.storage[:12].get(FIRST_VISIT_KEY), first.get(FIRST_VISIT_KEY).reshape(12, 1))
+    block = _block(torch.eye(len(a))[:32], torch.Generator().manual_seed(1))
     first_visit = torch.arange(K * B).remainder(2).bool().unsqueeze(-1)  # [K*B, 1]
     block.set(FIRST_VISIT_KEY, first_visit)
     learner.learn(block)
     intrinsic, extrinsic = block.get(INTRINSIC_REWARD_KEY), block.get(REWARD_KEY)
     assert (intrinsic[first_visit] > 0).all() and (intrinsic[~first_visit] == 0).all()
     assert torch.allclose(block.get(COMBINED_REWARD_KEY)[~first_visit], (1 - learner.alpha) * extrinsic[~first_visit])
+
+
+@pytest.mark.parametrize("variant", [["exploration.novelty_input=observation", "exploration.episodic_novelty=true"],
+                                     ["exploration.novelty_input=agent_state"]], ids=["episodic_novelty", "agent_state"])
+def test_a_training_run_stores_what_rnd_reads(variant, tmp_path):
+    """train.py's wiring: the learner's flags and inputs reach the replay (observed before stored, kept as
+    stored_keys), on two envs; without it the replay or the learning phase fails on a missing key."""
+    run_dir = tmp_path / "run"
+    result = run_module("rlpipe.train", "env=doorkey_primitive", "exploration=rnd", *variant, "env.num_envs=2",
+                        "env.max_decisions=40", "train.total_steps=1200", "train.init_random_steps=400", "eval.episodes=2",
+                        "eval.interval_steps=1200", "checkpoint.interval_steps=1200", "train.log_interval_steps=400",
+                        f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["finished"] and summary["updates"] > 0
+    assert (run_dir / "logs" / "csv" / "scalars" / "rnd" / "intrinsic_mean.csv").is_file()
 
 
 def test_moving_statistics_follow_a_shrinking_stream_where_all_history_statistics_lag():

@@ -15,7 +15,9 @@ with the ``C = 7`` channels of :data:`CELL_CHANNELS`: wall, key on the floor, do
 door open, goal, agent. The skills change *where the task stands* (key carried, door open) more than where the
 agent stands, so the network must see the task's phase: a fully observed input keeps the problem Markov for an MLP
 Q-network, whereas in MiniGrid's egocentric 7x7 view the door, the key or the goal is often out of sight and one
-view can belong to several phases. The progress one-hot (the highest phase reached so far in the episode) makes
+view can belong to several phases. A second entry, ``agent_state`` (:func:`encode_agent_state`), holds the same
+vector without the layout: the agent's cell one-hot, then the last nine values above (what RND's
+``novelty_input=agent_state`` reads). The progress one-hot (the highest phase reached so far in the episode) makes
 the skill reward Markov: GetKey earns the option reward the first time only, and without this memory a dropped
 key looks like the start of the episode. Measured: without it, greedy agents trained with the default config
 learned to cycle DropKey/GetKey (its Q-value generalised from the first, rewarded GetKey) and reached the goal in
