@@ -12,14 +12,13 @@ buffer: ``exploration=rnd``.
   apart, the *agent state* (DoorKey: the agent's cell, direction, carried key and task phase, without the walls,
   door and key positions). In a procedurally generated task the predictor's error on the whole observation is
   largest on the layout, drawn anew every episode and not chosen by the agent, so every step of a new episode,
-  standing still included, earns about the same bonus (measured: README, "RND: does it explore?"); on the agent
-  state, novelty is where the agent has rarely been and what it has rarely done (key carried, door open).
+  standing still included, earns about the same bonus (our reading of the benchmark, where the greedy
+  exploration agent stood still: README, "RND: does it explore?"); on the agent state, novelty is where the agent
+  has rarely been and what it has rarely done (key carried, door open).
 - **Episodic restriction** (``exploration.episodic_novelty=true``; the "ERIR" of NovelD, Zhang et al. 2021,
   https://arxiv.org/abs/2110.05787): a transition earns its intrinsic reward only if its next observation is the
-  first of its kind in the episode. In a procedurally generated task (DoorKey draws a new layout every episode) the
-  predictor's error is largest on the *layout*, which the agent does not choose, so without the restriction every
-  step of a new episode, standing still included, earns about the same bonus; with it, only reaching an
-  observation new to the episode does (another cell, direction, key or door state). The flag is a fact of the
+  first of its kind in the episode, so standing still earns nothing and only reaching an observation new to the
+  episode does (another cell, direction, key or door state). The flag is a fact of the
   trajectory, not of the predictor, so it is computed at collection time and stored with the transition. It is
   computed on the novelty input, and counts exact repeats (DoorKey only: continuous states and frames almost never
   repeat).
@@ -68,7 +67,6 @@ from rlpipe.keys import (
 )
 from rlpipe.learner import Learner, PhaseResult
 
-NEXT_OBSERVATION_KEY = ("next", OBSERVATION_KEY)
 NOVELTY_INPUTS = {"observation": OBSERVATION_KEY, "agent_state": AGENT_STATE_KEY}  # exploration.novelty_input -> key
 _RND_INPUT_KEY = "rnd_input"  # the normalised next observation RNDLoss reads
 EXPLORER_PREFIX = "explore/"  # the exploration agent's checkpoint entries and metrics: explore/q_network, explore/loss
@@ -348,12 +346,13 @@ class RNDLearner:
         # Hand-written: TorchRL has no per-episode visit set; exact repeats are what count (vector observations).
         if done.shape[0] != len(self._seen):
             raise ValueError(f"a collect of {done.shape[0]} envs, but the first-visit sets are kept for {len(self._seen)}")
+        observation, next_observation = observation.cpu().numpy(), next_observation.cpu().numpy()  # once per collect
         first_visit = torch.zeros(done.shape, dtype=torch.bool)
         for e, seen in enumerate(self._seen):
             for t in range(done.shape[1]):
                 if not seen:  # the episode's first step: its reset observation is visited
-                    seen.add(observation[e, t].cpu().numpy().tobytes())
-                key = next_observation[e, t].cpu().numpy().tobytes()
+                    seen.add(observation[e, t].tobytes())
+                key = next_observation[e, t].tobytes()
                 first_visit[e, t] = key not in seen
                 seen.add(key)
                 if done[e, t]:
