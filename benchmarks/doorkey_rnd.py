@@ -15,8 +15,11 @@ A run whose ``summary.json`` says finished is not run again (the benchmark can b
 unfinished one resumes from its ``last.pt``. ``--report-only`` runs nothing and reports the runs as they stand
 (unfinished ones up to their latest evaluation, marked as such).
 
+``--final-eval N`` also plays each run's ``last.pt`` (exploitation agent) on N new layouts, greedy and at epsilon
+0.05 (Nature DQN's evaluation protocol).
+
     python benchmarks/doorkey_rnd.py [--modes egreedy rnd] [--seeds 0 1 2] [--steps 300000] [--out outputs/bench/doorkey_rnd]
-        [--override exploration.episodic_novelty=true] [--name doorkey_rnd]
+        [--override exploration.episodic_novelty=true] [--name doorkey_rnd] [--final-eval 50]
 """
 
 from __future__ import annotations
@@ -36,7 +39,10 @@ from omegaconf import OmegaConf
 
 from bench_common import REPO, save
 from rlpipe.agent import Agent
-from rlpipe.envs.doorkey_skills import CELL_CHANNELS, NUM_DIRECTIONS, NUM_PHASES
+from rlpipe.evaluate import evaluate_policy
+from rlpipe.runtime import seed_everything
+from rlpipe.envs.doorkey_skills import NUM_PHASES
+from rlpipe.keys import AGENT_STATE_KEY
 
 TARGET_SUCCESS = 0.9  # the issue's target: the exploitation agent at >= 90% success within the budget, every seed
 
@@ -69,7 +75,8 @@ def run(mode: str, seed: int, *, steps: int, eval_steps: int, stop_at: float | N
 def collect(run_dir: Path) -> dict:
     """A finished run's summary, with the first training-episode success read from its ``episode/success`` log."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    exploration = OmegaConf.load(run_dir / "config.yaml").exploration  # the run's own variant (runs of several calls merge)
+    config = OmegaConf.load(run_dir / "config.yaml")  # the run's own variant (runs of several calls merge)
+    exploration, train = config.exploration, config.train
     first_training_success = None
     success_log = run_dir / "logs" / "csv" / "scalars" / "episode" / "success.csv"
     if success_log.is_file():
@@ -80,6 +87,9 @@ def collect(run_dir: Path) -> dict:
     return {
         "exploration": {"kind": exploration.kind, "novelty_input": exploration.get("novelty_input", "observation"),
                         "episodic_novelty": exploration.get("episodic_novelty", False)},
+        "learner": {key: train.get(key, 1) if key == "n_step" else train[key]
+                    for key in ("n_step", "steps_per_collect", "updates_per_step", "batch_size")},
+        "view": config.env.get("view", "full"),
         "finished": summary["finished"],
         "steps_so_far": summary["steps"],
         "summary": summary,
@@ -102,17 +112,32 @@ def coverage(checkpoint: Path, agent: str, *, episodes: int = 5) -> dict:
         while True:
             state["action"] = torch.as_tensor(player.act(state["observation"]))
             state = env.step(state)["next"]
-            observation = state["observation"].reshape(-1)
-            phase = max(phase, int(observation[-NUM_PHASES:].argmax()))
-            grid = observation[: size * size * len(CELL_CHANNELS)].reshape(size, size, len(CELL_CHANNELS))
-            visited.add(tuple(grid[..., CELL_CHANNELS.index("agent")].nonzero().reshape(-1).tolist()))
+            agent_state = state[AGENT_STATE_KEY].reshape(-1)  # [S*S cell one-hot | direction | key | phase]
+            phase = max(phase, int(agent_state[-NUM_PHASES:].argmax()))
+            visited.add(int(agent_state[: size * size].argmax()))
             if state["done"].any():
                 break
         phases.append(phase)
         cells.append(len(visited))
     env.close()
-    assert observation.numel() == size * size * len(CELL_CHANNELS) + NUM_DIRECTIONS + 1 + NUM_PHASES
     return {"checkpoint_step": player.checkpoint_step, "max_phase": phases, "distinct_cells": cells}
+
+
+def final_evaluation(checkpoint: Path, *, episodes: int, epsilons: tuple[float, ...] = (0.0, 0.05)) -> dict:
+    """The exploitation agent of ``checkpoint`` over ``episodes`` fresh layouts (seeds 10,000 on, apart from the
+    training evaluations'), greedy and at each other evaluation epsilon: ``{"eps_0.05": success rate, ...}``.
+
+    Epsilon 0.05 is the Nature DQN and CleanRL evaluation protocol: in a deterministic env a greedy policy that
+    walks into a loop repeats it until the time limit, which one random action in twenty breaks."""
+    player = Agent.load(checkpoint)
+    result = {"checkpoint_step": player.checkpoint_step, "episodes": episodes}
+    for epsilon in epsilons:
+        seed_everything(10_000)  # the random actions' draws
+        env = player.make_env(num_envs=episodes, seed=10_000)
+        outcome = evaluate_policy(env, player.q_network, device=torch.device("cpu"), epsilon=epsilon)
+        result[f"eps_{epsilon:g}"] = outcome.extra_means()["success_rate"]
+        env.close()
+    return result
 
 
 def main() -> None:
@@ -129,6 +154,8 @@ def main() -> None:
     parser.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
                         help="more CLI overrides for new runs (a resumed run keeps its own), e.g. exploration.episodic_novelty=true")
     parser.add_argument("--name", default="doorkey_rnd", help="results file: benchmarks/results/<name>.json")
+    parser.add_argument("--final-eval", type=int, default=0, metavar="EPISODES",
+                        help="also evaluate each run's last.pt over this many new layouts, greedy and at epsilon 0.05")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -156,6 +183,13 @@ def main() -> None:
             r["coverage"] = {agent: coverage(last, agent) for agent in ("exploration", "exploitation")}
             print(f"{mode} seed {seed} greedy coverage at step {r['coverage']['exploration']['checkpoint_step']:,}: "
                   + "; ".join(f"{agent}: phases {c['max_phase']}, cells {c['distinct_cells']}" for agent, c in r["coverage"].items()))
+    for (mode, seed), r in zip(runs, results):
+        last = args.out / f"{mode}_seed{seed}" / "checkpoints" / "last.pt"
+        if args.final_eval and last.is_file():
+            r["final_evaluation"] = final_evaluation(last, episodes=args.final_eval)
+            print(f"{mode} seed {seed} at step {r['final_evaluation']['checkpoint_step']:,}, success over "
+                  f"{args.final_eval} new layouts: greedy {r['final_evaluation']['eps_0']:.2f}, "
+                  f"epsilon 0.05 {r['final_evaluation']['eps_0.05']:.2f}", flush=True)
     previous = REPO / "benchmarks" / "results" / f"{args.name}.json"
     stored = json.loads(previous.read_text()).get("runs", {}) if previous.is_file() else {}
     stored |= {f"{mode}_seed{seed}": r for (mode, seed), r in zip(runs, results)}  # modes measured apart keep each other

@@ -168,6 +168,7 @@ class DoorKeyEnvConfig:
     option_reward: float = _key(Rule(lambda v: v >= 0, "a number >= 0 (0 switches it off)"))
     decision_penalty: float = _key(Rule(lambda v: v <= 0, "a number <= 0 (0 switches it off)"))
     max_decisions: Optional[int] = _key(Rule(lambda v: v is None or v >= 1, "null or a number >= 1"), default=None)
+    view: str = _key(one_of("full", "egocentric"), default="full")  # default: checkpoints written before it existed
 
 
 @dataclass
@@ -385,10 +386,17 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
             f"model={cfg.model.kind} does not fit env={cfg.env.name} ({cfg.env.kind}): "
             f"expected model=nature_cnn for pixel (atari) environments and model=mlp otherwise"
         )
-    if train.n_step > 1 and cfg.env.kind != "atari":
+    if train.n_step > 1 and cfg.env.kind != "atari" and train.steps_per_collect // cfg.env.num_envs <= train.n_step:
         raise ConfigError(
-            f"train.n_step={train.n_step} is invalid with env={cfg.env.name}: n-step returns are computed by the "
-            f"frame replay of pixel (atari) environments; expected 1"
+            f"train.n_step={train.n_step} is invalid with train.steps_per_collect={train.steps_per_collect} and "
+            f"env.num_envs={cfg.env.num_envs}: the replay completes a collect's n-step returns with the next collect, "
+            f"so each collect must hold more than n_step steps per env; expected n_step < "
+            f"{train.steps_per_collect // cfg.env.num_envs} or a larger train.steps_per_collect"
+        )
+    if cfg.env.kind == "doorkey" and cfg.env.get("view", "full") != "full" and cfg.env.id != "rlpipe/DoorKeyPrimitive-v0":
+        raise ConfigError(
+            f"env.view={cfg.env.view} is invalid with env={cfg.env.name}: the skills env observes the full grid "
+            f"(its skills plan on it); expected full, or env=doorkey_primitive"
         )
     if exploration.kind == "rnd" and exploration.novelty_input == "agent_state" and cfg.env.kind != "doorkey":
         raise ConfigError(

@@ -27,11 +27,12 @@ from omegaconf import DictConfig
 from tensordict import TensorDictBase
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictPrioritizedReplayBuffer, TensorDictReplayBuffer
 from torchrl.envs import EnvBase
+from torchrl.envs.transforms import MultiStepTransform
 
 from rlpipe.config import ConfigError
 from rlpipe.envs import terminal_key, transition_keys
 from rlpipe.frame_replay import FrameReplay
-from rlpipe.keys import OBSERVATION_KEY
+from rlpipe.keys import OBSERVATION_KEY, REWARD_KEY, STEPS_TO_NEXT_OBS_KEY
 
 
 SCRATCH_MARKER = ".rlpipe-replay-scratch"  # names a directory an rlpipe run created for its memory-mapped replay
@@ -126,8 +127,10 @@ def make_replay_buffer(
         buffer_cfg: the ``buffer`` config section.
         env_cfg: the ``env`` config section (its kind and terminal convention).
         env: the training env; the frame layout and the number of streams come from its specs and batch size.
-        n_step, gamma: n-step returns (``train.n_step``, ``train.gamma``); only the frame replay computes them
-            (the configuration refuses ``n_step > 1`` elsewhere).
+        n_step, gamma: n-step returns (``train.n_step``, ``train.gamma``; Sutton 1988, as in Rainbow): a stored
+            transition's reward is the discounted sum over up to ``n_step`` agent steps, its next observation the
+            one after them, and ``steps_to_next_obs`` how many they were (fewer where the episode ends first).
+            Each collect must hold more than ``n_step`` steps per env (the configuration checks).
         scratch: the run's directory for memory-mapped storage (:func:`make_replay_scratch`); ``None`` keeps the
             memory in RAM.
         extra_keys: stored beside the env's transition keys (the learner's ``stored_keys``); the frame replay
@@ -159,12 +162,25 @@ def make_replay_buffer(
         )
     else:
         replay = TensorDictReplayBuffer(storage=storage)
-    replay.append_transform(functools.partial(_flat_transitions, keys=transition_keys(env) + tuple(extra_keys)), invert=True)  # on extend
+    keys = transition_keys(env) + tuple(extra_keys)
+    n_step_returns = None
+    if n_step > 1:
+        # TorchRL's transform keeps each env's last n_step steps until the steps after them arrive. Its done_keys
+        # would keep step t's values; with none named, "done" and "terminated" (the TD target's terminal) are read
+        # at the window's end, with the next observation, as in the frame replay. It is applied per env inside this
+        # one function: as a buffer transform of its own it ran after the flattening and mixed the envs' streams
+        # (torchrl 0.14).
+        n_step_returns = MultiStepTransform(n_step, gamma, reward_keys=[REWARD_KEY[-1]], done_keys=[])
+        keys += (STEPS_TO_NEXT_OBS_KEY,)
+    replay.append_transform(functools.partial(_flat_transitions, keys=keys, n_step_returns=n_step_returns), invert=True)  # on extend
     return replay
 
 
-def _flat_transitions(batch: TensorDictBase, *, keys: tuple) -> TensorDictBase:
-    """A collector batch ``[num_envs, steps]`` as stored transitions ``[num_envs * steps]`` of ``keys``."""
+def _flat_transitions(batch: TensorDictBase, *, keys: tuple, n_step_returns: MultiStepTransform | None) -> TensorDictBase:
+    """A collector batch ``[num_envs, steps]`` (or ``[steps]``) as stored transitions ``[num_envs * steps]`` of
+    ``keys``; with n-step returns, the transitions whose ``n_step`` following steps have been collected."""
+    if n_step_returns is not None:
+        batch = n_step_returns.inv(batch)  # [E, T]: the previous collect's last n_step steps, and T - n_step new ones
     return batch.reshape(-1).select(*keys)
 
 

@@ -360,7 +360,11 @@ class RNDLearner:
         return first_visit
 
     def learn(self, block: TensorDict) -> PhaseResult:
-        """One learning phase on ``block`` (``[K * B]`` sampled transitions): both agents, then the predictor."""
+        """One learning phase on ``block`` (``[K * B]`` sampled transitions): both agents, then the predictor.
+
+        With n-step transitions (``train.n_step > 1``) the replay stores the next novelty input and first-visit
+        flag of the window's last step, so the intrinsic term is the novelty of where the n steps led, not a sum
+        over them (the intermediate steps' inputs are not stored)."""
         extrinsic = block.get(REWARD_KEY)  # [K*B, 1], where the replay keeps it (the CPU)
         inputs = self.rnd.normalised_input(block.get(self.novelty_key).to(self.device))  # [K*B, *O'], once per phase
         intrinsic = (self.rnd.error(inputs) / self.rnd.scale).unsqueeze(-1).to(extrinsic.device)  # [K*B, 1]

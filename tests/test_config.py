@@ -169,7 +169,7 @@ def test_env_presets_carry_their_tuned_values():
         (["exploration=temperature", "exploration.decay_per_episode=1.5"], "exploration.decay_per_episode=1.5 is invalid: expected a number in (0, 1]"),
         (["env=doorkey", "env.solved_success_rate=1.5"], "env.solved_success_rate=1.5 is invalid: expected null or a number in (0, 1]"),
         (["buffer.storage=disk"], "buffer.storage='disk' is invalid: expected one of memory, memmap"),
-        (["train.n_step=3"], "train.n_step=3 is invalid with env=cartpole: n-step returns are computed by the frame replay"),
+        (["train.n_step=256"], "train.n_step=256 is invalid with train.steps_per_collect=256 and env.num_envs=1: the replay completes"),
         (["eval.epsilon=2"], "eval.epsilon=2.0 is invalid: expected a number in [0.0, 1.0]"),
         (["train.precision=fp16"], "train.precision='fp16' is invalid: expected one of auto, fp32, bf16"),
         (["train.time_limit_minutes=0"], "train.time_limit_minutes=0.0 is invalid: expected null or a number > 0"),

@@ -17,9 +17,9 @@ from torchrl.modules import QValueActor
 
 from rlpipe.agent import Agent
 from rlpipe.envs import action_mask_key, episode_stats, make_env, transition_keys
-from rlpipe.envs.doorkey_skills import GET_KEY, SKILL_ENV_ID, DoorKeySkillEnv
+from rlpipe.envs.doorkey_skills import GET_KEY, SKILL_ENV_ID, DoorKeySkillEnv, observation_size
 from rlpipe.exploration import make_exploration
-from rlpipe.keys import ACTION_MASK_KEY, MASK_TRANSITION_KEYS
+from rlpipe.keys import ACTION_MASK_KEY, MASK_TRANSITION_KEYS, OBSERVATION_KEY
 from rlpipe.learner import GradientUpdate, make_loss, make_optimizer
 from rlpipe.replay import make_replay_buffer
 
@@ -164,10 +164,15 @@ def _short_run(tmp_path, *overrides: str) -> dict:
     return json.loads((tmp_path / "summary.json").read_text())
 
 
-def test_primitive_doorkey_cli_smoke(tmp_path):
-    summary = _short_run(tmp_path, "env=doorkey_primitive", "env.size=5")
-    assert summary["env"] == "rlpipe/DoorKeyPrimitive-v0" and summary["steps"] >= 600
+@pytest.mark.parametrize("view, n_step", [("full", 1), ("egocentric", 3)])
+def test_primitive_doorkey_cli_smoke(view, n_step, tmp_path):
+    summary = _short_run(tmp_path, "env=doorkey_primitive", "env.size=5", f"env.view={view}", f"train.n_step={n_step}")
+    assert summary["env"] == "rlpipe/DoorKeyPrimitive-v0" and summary["steps"] >= 600 and summary["updates"] > 0
     assert "eval/success_rate" in summary and summary["eval/primitive_steps_mean"] > 0
+    agent = Agent.load(tmp_path / "checkpoints" / "last.pt")
+    env = agent.make_env(num_envs=1, seed=0)
+    assert env.observation_spec[OBSERVATION_KEY].shape[-1] == observation_size(5, view)
+    env.close()
 
 
 def test_doorkey_cli_with_masked_boltzmann_exploration(tmp_path):

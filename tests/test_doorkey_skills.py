@@ -9,11 +9,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from minigrid.core.actions import Actions
 from minigrid.core.world_object import Door, Key
 
 from rlpipe.envs.doorkey_skills import (
     ACTION_MASK_KEY,
     CELL_CHANNELS,
+    EGOCENTRIC_CHANNELS,
     CLOSE_DOOR,
     DROP_KEY,
     GET_KEY,
@@ -381,6 +383,52 @@ def _assert_agent_state_is_the_observations_agent_part(obs: dict, size: int) -> 
     assert agent_state.shape == (agent_state_size(size),)
     assert np.array_equal(agent_state[: size * size], cells[..., CELL_CHANNELS.index("agent")].ravel())
     assert np.array_equal(agent_state[size * size:], observation[size * size * len(CELL_CHANNELS):])  # dir, key, phase
+
+
+@pytest.mark.parametrize("size, seed", [(8, 0), (5, 1), (6, 2)])
+def test_egocentric_view_is_the_full_grid_moved_to_the_agent_and_turned_with_it(size: int, seed: int) -> None:
+    """Facing up (-y), the window is the full grid shifted so the agent is its centre; each right turn turns the
+    window a quarter counterclockwise (what lay to the right now lies ahead); a step forward shifts it down a row.
+    The values after the window are the full view's, and the agent state is the view's own."""
+    full, egocentric = DoorKeyPrimitiveEnv(size), DoorKeyPrimitiveEnv(size, view="egocentric")
+    full_obs, _ = full.reset(seed=seed)
+    obs, _ = egocentric.reset(seed=seed)
+    width = 2 * size - 1
+    assert egocentric.observation_space[OBSERVATION_KEY].shape == (observation_size(size, "egocentric"),)
+    assert observation_size(size, "egocentric") == width * width * len(EGOCENTRIC_CHANNELS) + 9
+    right, forward = PRIMITIVE_ACTIONS.index(Actions.right), PRIMITIVE_ACTIONS.index(Actions.forward)
+
+    def window(observation: np.ndarray) -> np.ndarray:
+        return observation[: width * width * len(EGOCENTRIC_CHANNELS)].reshape(width, width, len(EGOCENTRIC_CHANNELS))
+
+    while egocentric.minigrid.agent_dir != 3:  # turn until facing up
+        obs = egocentric.step(right)[0]
+        full_obs = full.step(right)[0]
+    cells = full_obs[OBSERVATION_KEY][: size * size * len(CELL_CHANNELS)].reshape(size, size, len(CELL_CHANNELS))
+    agent_y, agent_x = np.argwhere(cells[..., CELL_CHANNELS.index("agent")])[0]
+    shifted = np.zeros((width, width, len(EGOCENTRIC_CHANNELS)), dtype=np.float32)
+    shifted[size - 1 - agent_y: 2 * size - 1 - agent_y, size - 1 - agent_x: 2 * size - 1 - agent_x] = cells[..., :-1]
+    assert np.array_equal(window(obs[OBSERVATION_KEY]), shifted)
+    assert np.array_equal(obs[OBSERVATION_KEY][-9:], full_obs[OBSERVATION_KEY][-9:])  # direction, key, phase
+    assert np.array_equal(obs[AGENT_STATE_KEY], full_obs[AGENT_STATE_KEY])
+    for _ in range(4):
+        turned = egocentric.step(right)[0]
+        assert np.array_equal(window(turned[OBSERVATION_KEY]), np.rot90(window(obs[OBSERVATION_KEY]), 1))
+        obs = turned
+    assert not window(obs[OBSERVATION_KEY])[size - 2, size - 1].any()  # in these layouts the cell ahead is free
+    moved = egocentric.step(forward)[0]
+    assert np.array_equal(window(moved[OBSERVATION_KEY])[1:], window(obs[OBSERVATION_KEY])[:-1])
+
+
+def test_skills_env_refuses_the_egocentric_view() -> None:
+    from conftest import compose_config
+
+    from rlpipe.config import ConfigError
+
+    with pytest.raises(ConfigError, match="env.view=egocentric is invalid with env=doorkey"):
+        compose_config(["env=doorkey", "env.view=egocentric"])
+    with pytest.raises(ValueError, match="view must be one of full, egocentric"):
+        DoorKeyPrimitiveEnv(5, view="rotated")
 
 
 def test_primitive_env_reaches_the_goal_with_the_skill_plans() -> None:

@@ -309,6 +309,52 @@ def test_replay_keeps_only_transition_keys_of_whole_collector_batches():
     assert set(replay.sample(5).keys(True, True)) == {*TRANSITION_KEYS, INDEX_KEY, "priority_weight"}
 
 
+def test_vector_n_step_returns_equal_hand_computed_values_per_env_across_collects():
+    """3-step returns with gamma 0.5 on two envs collected as two ``[2, 4]`` batches, against values written out by
+    hand: windows stay within their env, continue across collects, stop at episode ends (env 0 terminates at
+    t=2, env 1 is truncated at t=5) and read the terminal flags at the window's end, with the next observation."""
+    buffer_cfg = OmegaConf.create({"kind": "uniform", "capacity": 32, "storage": "memory", "memmap_dir": None})
+    env_cfg = OmegaConf.create({"kind": "classic", "id": "CartPole-v1"})
+    replay = make_replay_buffer(buffer_cfg, env_cfg, make_env(env_cfg), n_step=3, gamma=0.5)
+    steps = torch.arange(8.0).expand(2, 8)  # [E, T]
+    ids = 10 * torch.arange(2.0)[:, None] + steps  # observation id 10 * env + t
+    terminated = torch.zeros(2, 8, 1, dtype=torch.bool)
+    truncated = torch.zeros(2, 8, 1, dtype=torch.bool)
+    terminated[0, 2], truncated[1, 5] = True, True
+    stream = TensorDict({
+        "observation": torch.stack([ids, torch.zeros(2, 8), torch.zeros(2, 8), torch.zeros(2, 8)], -1),
+        "action": torch.zeros(2, 8, dtype=torch.long),
+        "next": {"observation": torch.stack([ids + 0.5, torch.zeros(2, 8), torch.zeros(2, 8), torch.zeros(2, 8)], -1),
+                 "reward": (steps + 1).unsqueeze(-1), "terminated": terminated, "truncated": truncated,
+                 "done": terminated | truncated},
+    }, batch_size=[2, 8])
+    replay.extend(stream[:, :4])
+    assert len(replay) == 2  # t=0 of each env: the last n_step steps wait for the steps after them
+    replay.extend(stream[:, 4:])
+    # (env, t): (n-step reward, steps m, terminated, done, id of the next observation)
+    expected = {
+        (0, 0): (1 + 0.5 * 2 + 0.25 * 3, 3, True, True, 2.5),  # the window ends on the termination at t=2
+        (0, 1): (2 + 0.5 * 3, 2, True, True, 2.5),
+        (0, 2): (3.0, 1, True, True, 2.5),
+        (0, 3): (4 + 0.5 * 5 + 0.25 * 6, 3, False, False, 5.5),  # the next episode, across the two collects
+        (0, 4): (5 + 0.5 * 6 + 0.25 * 7, 3, False, False, 6.5),
+        (1, 0): (1 + 0.5 * 2 + 0.25 * 3, 3, False, False, 12.5),
+        (1, 2): (3 + 0.5 * 4 + 0.25 * 5, 3, False, False, 14.5),
+        (1, 3): (4 + 0.5 * 5 + 0.25 * 6, 3, False, True, 15.5),  # truncated at t=5: bootstrap from its next obs
+        (1, 4): (5 + 0.5 * 6, 2, False, True, 15.5),
+    }
+    stored = replay.storage[: len(replay)]
+    assert len(replay) == 10  # t=0-4 of each env; t=5-7 wait for the next collect
+    row_of = {int(obs_id): row for row, obs_id in enumerate(stored["observation"][:, 0].tolist())}
+    for (env, t), (reward, m, term, done, next_id) in expected.items():
+        row = row_of[10 * env + t]
+        assert stored["next", "reward"][row].item() == pytest.approx(reward), (env, t)
+        assert stored["steps_to_next_obs"][row].item() == m, (env, t)
+        assert stored["next", "terminated"][row].item() == term, (env, t)
+        assert stored["next", "done"][row].item() == done, (env, t)
+        assert stored["next", "observation"][row, 0].item() == next_id, (env, t)
+
+
 # ---------------------------------------------------------------- evaluation
 
 

@@ -271,7 +271,10 @@ def test_episodic_novelty_rewards_only_an_observations_first_visit_in_its_episod
 
 
 @pytest.mark.parametrize("variant", [["exploration.novelty_input=observation", "exploration.episodic_novelty=true"],
-                                     ["exploration.novelty_input=agent_state"]], ids=["episodic_novelty", "agent_state"])
+                                     ["exploration.novelty_input=agent_state"],
+                                     ["exploration.novelty_input=agent_state", "exploration.episodic_novelty=true",
+                                      "train.n_step=3", "train.steps_per_collect=8"]],
+                         ids=["episodic_novelty", "agent_state", "n_step"])
 def test_a_training_run_stores_what_rnd_reads(variant, tmp_path):
     """train.py's wiring: the learner's flags and inputs reach the replay (observed before stored, kept as
     stored_keys), on two envs; without it the replay or the learning phase fails on a missing key."""

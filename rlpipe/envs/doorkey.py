@@ -33,7 +33,7 @@ from torchrl.envs import (
 )
 from torchrl.envs.gym_like import default_info_dict_reader
 
-from rlpipe.envs.doorkey_skills import SKILL_ENV_ID
+from rlpipe.envs.doorkey_skills import PRIMITIVE_ENV_ID, SKILL_ENV_ID
 from rlpipe.keys import ACTION_MASK_KEY, EPISODE_PRIMITIVE_STEPS_KEY, GOAL_REACHED_KEY
 
 PRIMITIVE_STEPS_KEY = "primitive_steps"  # primitive actions spent by one decision
@@ -117,6 +117,8 @@ class EpisodeTotal(Transform):
 
 def _make_one_doorkey_env(env_cfg: DictConfig, *, device: torch.device | str = "cpu") -> GymEnv:
     kwargs = {"size": env_cfg.size}
+    if env_cfg.id == PRIMITIVE_ENV_ID:
+        kwargs["view"] = env_cfg.get("view", "full")
     if env_cfg.id == SKILL_ENV_ID:
         kwargs |= {
             "max_skill_horizon": env_cfg.max_skill_horizon,

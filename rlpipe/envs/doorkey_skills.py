@@ -21,7 +21,10 @@ vector without the layout: the agent's cell one-hot, then the last nine values a
 the skill reward Markov: GetKey earns the option reward the first time only, and without this memory a dropped
 key looks like the start of the episode. Measured: without it, greedy agents trained with the default config
 learned to cycle DropKey/GetKey (its Q-value generalised from the first, rewarded GetKey) and reached the goal in
-0 of 100 evaluation episodes at every evaluation up to 20,000 decisions.
+0 of 100 evaluation episodes at every evaluation up to 20,000 decisions. With primitive actions,
+``view="egocentric"`` (``env.view``) gives the same cells in the agent's frame instead
+(:func:`encode_egocentric_observation`: a ``[2S-1, 2S-1]`` window centred on the agent, turned with it), still
+fully observed.
 
 Skill rewards (``DoorKeySkillEnv``): the sum of MiniGrid's own rewards over the skill's primitive steps (non-zero
 only when the goal is reached: ``1 - 0.9 * step_count / max_steps``) plus ``option_reward`` for a skill that
@@ -78,10 +81,18 @@ StepResult = tuple[Observation, float, bool, bool, Info]  # observation, reward,
 ActionLike = int | np.integer | np.ndarray  # one integer; a 0-d or one-element array is accepted
 
 
-def observation_size(size: int) -> int:
-    """Length ``D`` of :func:`encode_observation`'s vector for a ``size`` x ``size`` grid."""
+VIEWS: Final = ("full", "egocentric")  # the observation's frame: the grid as it lies, or as the agent faces it
+EGOCENTRIC_CHANNELS: Final = CELL_CHANNELS[:-1]  # the egocentric window has no agent channel: the agent is its centre
+
+
+def observation_size(size: int, view: str = "full") -> int:
+    """Length ``D`` of the observation vector for a ``size`` x ``size`` grid: :func:`encode_observation`'s
+    (``view="full"``) or :func:`encode_egocentric_observation`'s (``"egocentric"``)."""
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
+    _check_view(view)
+    if view == "egocentric":
+        return (2 * size - 1) ** 2 * len(EGOCENTRIC_CHANNELS) + NUM_DIRECTIONS + 1 + NUM_PHASES
     return size * size * len(CELL_CHANNELS) + NUM_DIRECTIONS + 1 + NUM_PHASES
 
 
@@ -128,9 +139,46 @@ def encode_observation(env: gym.Env, max_phase: int = 0) -> np.ndarray:
         carrying-key flag, and the one-hot of ``max_phase`` ``[4]``.
     """
     minigrid_env = _as_minigrid(env)
+    cells_SSC = _cells(minigrid_env)
+    agent_x, agent_y = (int(c) for c in minigrid_env.agent_pos)
+    cells_SSC[agent_y, agent_x, _AGENT] = 1.0
+    return np.concatenate([cells_SSC.ravel(), _direction_key_phase(minigrid_env, max_phase)])
+
+
+def encode_egocentric_observation(env: gym.Env, max_phase: int = 0) -> np.ndarray:
+    """The full grid as the agent faces it: a ``[2S-1, 2S-1]`` window centred on the agent's cell and turned so
+    that the agent looks up (row 0 lies ahead, column 0 to its left), then the direction, key and phase values of
+    :func:`encode_observation`.
+
+    Every cell of the grid is in the window, so the observation is as Markov as the full one; what changes is the
+    frame. Navigation ("the key is two cells ahead, one to the right") then looks the same wherever the agent
+    stands and whichever way it faces, which MiniGrid's own 7x7 agent view exploits too (Chevalier-Boisvert et al.
+    2023), whereas in the full grid an MLP must learn it anew for every cell and direction.
+
+    Returns:
+        ``[(2S-1)**2 * 6 + 4 + 1 + 4]`` float32 of zeros and ones: the window ``[2S-1, 2S-1, 6]`` row-major with the
+        :data:`EGOCENTRIC_CHANNELS` (window cells beyond the grid are all zero), then as :func:`encode_observation`.
+    """
+    minigrid_env = _as_minigrid(env)
+    cells_SSC = _cells(minigrid_env)[..., : len(EGOCENTRIC_CHANNELS)]
+    size = cells_SSC.shape[0]
+    agent_x, agent_y = (int(c) for c in minigrid_env.agent_pos)
+    forward_x, forward_y = (int(c) for c in DIR_TO_VEC[minigrid_env.agent_dir])
+    right_x, right_y = -forward_y, forward_x  # y grows downwards: facing +x, the right hand points to +y
+    y_SS, x_SS = np.mgrid[0:size, 0:size]
+    dx_SS, dy_SS = x_SS - agent_x, y_SS - agent_y
+    ahead_SS, right_SS = dx_SS * forward_x + dy_SS * forward_y, dx_SS * right_x + dy_SS * right_y
+    window_WWC = np.zeros((2 * size - 1, 2 * size - 1, len(EGOCENTRIC_CHANNELS)), dtype=np.float32)
+    window_WWC[size - 1 - ahead_SS, size - 1 + right_SS] = cells_SSC
+    return np.concatenate([window_WWC.ravel(), _direction_key_phase(minigrid_env, max_phase)])
+
+
+def _cells(minigrid_env: MiniGridEnv) -> np.ndarray:
+    """``[S, S, C]`` float32: the one-hot :data:`CELL_CHANNELS` of the grid's objects, row-major ``[y, x]``, with
+    the agent channel still empty."""
     grid = minigrid_env.grid
     if grid.width != grid.height:
-        raise ValueError(f"encode_observation needs a square grid, got {grid.width}x{grid.height}")
+        raise ValueError(f"DoorKey observations need a square grid, got {grid.width}x{grid.height}")
     size = grid.width
     cells_SSC = np.zeros((size, size, len(CELL_CHANNELS)), dtype=np.float32)
     for index, obj in enumerate(grid.grid):  # Grid stores cells row-major: index = y * width + x
@@ -140,9 +188,7 @@ def encode_observation(env: gym.Env, max_phase: int = 0) -> np.ndarray:
         channel = _cell_channel(obj)
         if channel is not None:
             cells_SSC[y, x, channel] = 1.0
-    agent_x, agent_y = (int(c) for c in minigrid_env.agent_pos)
-    cells_SSC[agent_y, agent_x, _AGENT] = 1.0
-    return np.concatenate([cells_SSC.ravel(), _direction_key_phase(minigrid_env, max_phase)])
+    return cells_SSC
 
 
 class _DoorKeyEnv(gym.Env):
@@ -244,7 +290,7 @@ class DoorKeySkillEnv(_DoorKeyEnv):
         self.action_space = gym.spaces.Discrete(len(SKILLS))
         self.observation_space = gym.spaces.Dict(
             {
-                OBSERVATION_KEY: _observation_box(size),
+                OBSERVATION_KEY: _observation_box(size, "full"),
                 AGENT_STATE_KEY: _agent_state_box(size),
                 ACTION_MASK_KEY: gym.spaces.Box(low=0, high=1, shape=(len(SKILLS),), dtype=np.bool_),
             }
@@ -298,24 +344,28 @@ class DoorKeyPrimitiveEnv(_DoorKeyEnv):
 
     Actions (``Discrete(6)``): left, right, forward, pickup, drop, toggle (MiniGrid's "done" is left out: it does
     nothing here). Observation: ``{"observation": Box(float32, [D]), "agent_state": Box(float32, [S*S + 9])}`` from
-    :func:`encode_observation` and :func:`encode_agent_state`. Reward,
+    :func:`encode_observation` (or :func:`encode_egocentric_observation`) and :func:`encode_agent_state`. Reward,
     ``terminated`` and ``truncated`` are MiniGrid's own. ``info`` mirrors the skill env so logs line up:
     ``primitive_steps`` is 1 and ``skill_success`` is True when the step reached the goal.
 
     Args:
         size: cells per side of the grid, walls included (>= 5).
+        view: ``"full"`` (:func:`encode_observation`) or ``"egocentric"`` (:func:`encode_egocentric_observation`):
+            the same cells in the agent's frame.
         render_mode: passed to MiniGrid (``"rgb_array"`` for videos).
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
 
-    def __init__(self, size: int = 8, *, render_mode: str | None = None) -> None:
+    def __init__(self, size: int = 8, *, view: str = "full", render_mode: str | None = None) -> None:
+        _check_view(view)
         self._minigrid = _make_doorkey(size, render_mode)
         self._max_phase = 0  # highest task phase reached in this episode (part of the observation)
-        self.size = size
+        self.size, self.view = size, view
         self.render_mode = render_mode
         self.action_space = gym.spaces.Discrete(len(PRIMITIVE_ACTIONS))
-        self.observation_space = gym.spaces.Dict({OBSERVATION_KEY: _observation_box(size), AGENT_STATE_KEY: _agent_state_box(size)})
+        self.observation_space = gym.spaces.Dict({OBSERVATION_KEY: _observation_box(size, view),
+                                                  AGENT_STATE_KEY: _agent_state_box(size)})
 
     def step(self, action: ActionLike) -> StepResult:
         """One MiniGrid primitive action."""
@@ -328,7 +378,8 @@ class DoorKeyPrimitiveEnv(_DoorKeyEnv):
         return obs, float(reward), bool(terminated), bool(truncated), info
 
     def _observation(self) -> Observation:
-        return {OBSERVATION_KEY: encode_observation(self._minigrid, self._max_phase),
+        encode = encode_egocentric_observation if self.view == "egocentric" else encode_observation
+        return {OBSERVATION_KEY: encode(self._minigrid, self._max_phase),
                 AGENT_STATE_KEY: encode_agent_state(self._minigrid, self._max_phase)}
 
 
@@ -520,8 +571,13 @@ def _make_doorkey(size: int, render_mode: str | None) -> MiniGridEnv:
     return gym.make("MiniGrid-DoorKey-8x8-v0", size=int(size), render_mode=render_mode).unwrapped
 
 
-def _observation_box(size: int) -> gym.spaces.Box:
-    return gym.spaces.Box(low=0.0, high=1.0, shape=(observation_size(size),), dtype=np.float32)
+def _observation_box(size: int, view: str) -> gym.spaces.Box:
+    return gym.spaces.Box(low=0.0, high=1.0, shape=(observation_size(size, view),), dtype=np.float32)
+
+
+def _check_view(view: str) -> None:
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
 
 
 def _agent_state_box(size: int) -> gym.spaces.Box:
