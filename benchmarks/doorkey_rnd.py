@@ -39,10 +39,10 @@ from omegaconf import OmegaConf
 
 from bench_common import REPO, save
 from rlpipe.agent import Agent
-from rlpipe.evaluate import evaluate_policy
-from rlpipe.runtime import seed_everything
 from rlpipe.envs.doorkey_skills import NUM_PHASES
+from rlpipe.evaluate import evaluate_policy
 from rlpipe.keys import AGENT_STATE_KEY
+from rlpipe.runtime import seed_everything
 
 TARGET_SUCCESS = 0.9  # the target: the exploitation agent at >= 90% success within the budget, every seed
 
@@ -183,8 +183,6 @@ def main() -> None:
             r["coverage"] = {agent: coverage(last, agent) for agent in ("exploration", "exploitation")}
             print(f"{mode} seed {seed} greedy coverage at step {r['coverage']['exploration']['checkpoint_step']:,}: "
                   + "; ".join(f"{agent}: phases {c['max_phase']}, cells {c['distinct_cells']}" for agent, c in r["coverage"].items()))
-    for (mode, seed), r in zip(runs, results):
-        last = args.out / f"{mode}_seed{seed}" / "checkpoints" / "last.pt"
         if args.final_eval and last.is_file():
             r["final_evaluation"] = final_evaluation(last, episodes=args.final_eval)
             print(f"{mode} seed {seed} at step {r['final_evaluation']['checkpoint_step']:,}, success over "
