@@ -221,6 +221,7 @@ class RndConfig(EGreedyConfig):  # the exploration agent acts epsilon-greedy: eg
     intrinsic_stats_steps: int = _key(at_least(1))
     intrinsic_normalisation: str = _key(one_of("reward", "return"))
     episodic_novelty: bool = _key(default=False)  # defaults: checkpoints written before these keys existed
+    explorer_episodic: bool = _key(default=True)
     novelty_input: str = _key(one_of("observation", "agent_state"), default="observation")
     obs_clip: float = _key(positive())
     rnd_hidden_sizes: list[int] = _key(Rule(lambda v: len(v) > 0 and all(n >= 1 for n in v), "a non-empty list of sizes >= 1"))

@@ -38,22 +38,24 @@ class EvalResult:
     lengths: torch.Tensor  # [episodes] agent steps (decisions, for skills)
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [episodes] (rlpipe.envs.episode_stats)
 
+    # Means in float64: 18 successes of 20 in float32 is 0.89999998, below a 0.9 threshold (env.solved_success_rate).
+
     @property
     def return_mean(self) -> float:
-        return self.returns.mean().item()
+        return self.returns.double().mean().item()
 
     @property
     def return_std(self) -> float:
-        return self.returns.std(unbiased=False).item()  # population std: defined for one episode too
+        return self.returns.double().std(unbiased=False).item()  # population std: defined for one episode too
 
     @property
     def length_mean(self) -> float:
         """Mean agent steps per episode (decisions, for skills)."""
-        return self.lengths.float().mean().item()
+        return self.lengths.double().mean().item()
 
     def extra_means(self) -> dict[str, float]:
         """Episode means of the env's statistics: ``success_rate``, ``primitive_steps_mean``, ..."""
-        return {("success_rate" if name == "success" else f"{name}_mean"): v.float().mean().item() for name, v in self.extras.items()}
+        return {("success_rate" if name == "success" else f"{name}_mean"): v.double().mean().item() for name, v in self.extras.items()}
 
     def as_metrics(self) -> dict[str, float]:
         return {

@@ -11,19 +11,22 @@ GOAL_REACHED_KEY = "goal_reached"  # the episode ended on its goal: the task's s
 EPISODE_PRIMITIVE_STEPS_KEY = "episode_primitive_steps"  # primitive actions in the episode so far (DoorKey)
 
 REWARD_KEY = ("next", "reward")  # the env's (extrinsic) reward of a transition
+TERMINATED_KEY = ("next", "terminated")  # the transition ends its episode at a terminal state: no bootstrap
 COMBINED_REWARD_KEY = ("next", "combined_reward")  # RND: (1 - alpha) * extrinsic + alpha * intrinsic, set at sampling time
 INTRINSIC_REWARD_KEY = ("next", "intrinsic_reward")  # RND: the predictor's normalised error on the next novelty input
 FIRST_VISIT_KEY = ("next", "first_visit")  # RND (episodic_novelty): the next observation is new within its episode
+NEVER_TERMINATED_KEY = ("next", "never_terminated")  # RND (explorer_episodic=false): all False, set at sampling time
 
 # What a stored transition holds, field by field: the replay buffers store these and the learner reads them. A
-# learner reads its reward from its own key (``rlpipe.learner.Learner(reward_key=)``), the others as declared here.
+# learner reads its reward and terminal flag from its own keys (``rlpipe.learner.Learner(reward_key=,
+# terminated_key=)``), the others as declared here.
 TRANSITION_FIELDS = {
     "observation": OBSERVATION_KEY,
     "action": "action",
     "next_observation": ("next", OBSERVATION_KEY),
     "reward": REWARD_KEY,
     "done": ("next", "done"),
-    "terminated": ("next", "terminated"),  # terminal for the TD target
+    "terminated": TERMINATED_KEY,  # terminal for the TD target
 }
 TRANSITION_KEYS = tuple(TRANSITION_FIELDS.values())
 MASK_TRANSITION_KEYS = (ACTION_MASK_KEY, ("next", ACTION_MASK_KEY))  # stored too where the env masks actions

@@ -18,13 +18,24 @@ from torchrl.data import Composite
 from torchrl.modules import QValueActor
 from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
 
-from rlpipe.keys import COMBINED_REWARD_KEY, PRIORITY_WEIGHT_KEY, REWARD_KEY, STEPS_TO_NEXT_OBS_KEY, TRANSITION_KEYS
+from rlpipe.keys import (
+    COMBINED_REWARD_KEY,
+    NEVER_TERMINATED_KEY,
+    PRIORITY_WEIGHT_KEY,
+    REWARD_KEY,
+    STEPS_TO_NEXT_OBS_KEY,
+    TERMINATED_KEY,
+    TRANSITION_KEYS,
+)
 
 if TYPE_CHECKING:
     from rlpipe.rnd import RNDLearner
 
 
-def make_loss(train_cfg: DictConfig, q_network: QValueActor, *, reward_key: tuple[str, str] = REWARD_KEY) -> DQNLoss:
+def make_loss(
+    train_cfg: DictConfig, q_network: QValueActor, *, reward_key: tuple[str, str] = REWARD_KEY,
+    terminated_key: tuple[str, str] = TERMINATED_KEY,
+) -> DQNLoss:
     """TorchRL's ``DQNLoss`` in its double-DQN form (van Hasselt et al. 2016, https://arxiv.org/abs/1509.06461).
 
     The online network picks the next action and the target network values it::
@@ -34,10 +45,11 @@ def make_loss(train_cfg: DictConfig, q_network: QValueActor, *, reward_key: tupl
 
     where ``w_i`` are PER's importance weights (all 1 with uniform replay). Only ``terminated`` stops the
     bootstrap: an episode cut by a time limit (``truncated``) still bootstraps from its last state. ``r`` is read
-    from ``reward_key`` (``("next", "reward")``, the env's; RND's exploration agent reads its combined reward).
+    from ``reward_key`` (``("next", "reward")``, the env's; RND's exploration agent reads its combined reward) and
+    ``terminated`` from ``terminated_key`` (RND's non-episodic exploration agent reads a flag that is never set).
     """
     loss = DQNLoss(q_network, loss_function=train_cfg.loss, delay_value=True, double_dqn=True)
-    loss.set_keys(reward=reward_key[-1])  # DQNLoss reads ("next", <reward>)
+    loss.set_keys(reward=reward_key[-1], terminated=terminated_key[-1])  # DQNLoss reads ("next", <reward>), ...
     loss.make_value_estimator(ValueEstimators.TD0, gamma=train_cfg.gamma)
     return loss
 
@@ -218,6 +230,8 @@ class Learner:
         total_updates: the gradient updates of the whole run (the length of a learning-rate schedule).
         reward_key: the reward this learner learns from, in place of the transition's ``("next", "reward")``
             (``rlpipe.keys.TRANSITION_FIELDS``); the other fields are read as stored.
+        terminated_key: the flag that stops this learner's bootstrap, in place of ``("next", "terminated")``
+            (RND's non-episodic exploration agent: ``NEVER_TERMINATED_KEY``, which its caller sets to all False).
     """
 
     def __init__(
@@ -229,10 +243,13 @@ class Learner:
         device: torch.device,
         total_updates: int,
         reward_key: tuple[str, str] = REWARD_KEY,
+        terminated_key: tuple[str, str] = TERMINATED_KEY,
     ) -> None:
         self.q_network = q_network
-        transition_keys = tuple(reward_key if key == REWARD_KEY else key for key in transition_keys)
-        self.loss_module = make_loss(train_cfg, q_network, reward_key=reward_key)
+        self.terminated_key = terminated_key
+        own = {REWARD_KEY: reward_key, TERMINATED_KEY: terminated_key}
+        transition_keys = tuple(own.get(key, key) for key in transition_keys)
+        self.loss_module = make_loss(train_cfg, q_network, reward_key=reward_key, terminated_key=terminated_key)
         self.optimizer = make_optimizer(train_cfg, self.loss_module, device)
         self.lr_scheduler = make_lr_scheduler(train_cfg, self.optimizer, total_updates=total_updates)
         self.target_updater = make_target_updater(train_cfg, self.loss_module)
@@ -326,7 +343,8 @@ def make_learner(
 
     exploration = cfg.exploration
     explorer = Learner(cfg.train, make_network(), transition_keys=transition_keys, device=device,
-                       total_updates=total_updates, reward_key=COMBINED_REWARD_KEY)
+                       total_updates=total_updates, reward_key=COMBINED_REWARD_KEY,
+                       terminated_key=TERMINATED_KEY if exploration.explorer_episodic else NEVER_TERMINATED_KEY)
     novelty_key = rnd.NOVELTY_INPUTS[exploration.novelty_input]
     novelty_shape = observation_spec[novelty_key].shape  # O: what RND measures novelty on
     target, predictor = rnd.make_rnd_networks(exploration, novelty_shape)

@@ -27,6 +27,14 @@ buffer: ``exploration=rnd``.
   *exploitation* agent learns from the extrinsic reward only. Both are :class:`rlpipe.learner.Learner` instances and
   learn from the same sampled minibatches every learning phase; ``alpha`` decays over training
   (:class:`AlphaSchedule`). Evaluation, ``best.pt`` and ``summary.json`` are the exploitation agent's.
+- **Non-episodic exploration agent** (``exploration.explorer_episodic=false``): the exploration agent's TD target
+  bootstraps through terminations, as the paper's intrinsic value does ("the intrinsic return should be
+  non-episodic", section 2.3), so ending an episode does not forfeit the intrinsic reward that would follow; with
+  episodic novelty an episode's end otherwise cuts off the first-visit bonuses the rest of the episode would pay.
+  The paper gives the intrinsic and extrinsic returns two value heads; here the exploration agent has one, on the
+  combined reward, and its whole return is non-episodic. The next observation stored with a terminal transition is
+  the episode's last, not the next episode's first, so the bootstrap is the network's value there (replay does not
+  keep the reset observation beside the transition). The exploitation agent stays episodic.
 
 What comes from TorchRL and what does not:
 
@@ -62,8 +70,10 @@ from rlpipe.keys import (
     COMBINED_REWARD_KEY,
     FIRST_VISIT_KEY,
     INTRINSIC_REWARD_KEY,
+    NEVER_TERMINATED_KEY,
     OBSERVATION_KEY,
     REWARD_KEY,
+    TERMINATED_KEY,
 )
 from rlpipe.learner import Learner, PhaseResult
 
@@ -372,6 +382,8 @@ class RNDLearner:
             intrinsic = intrinsic * block.get(FIRST_VISIT_KEY)  # [K*B, 1]: repeats within an episode earn nothing
         block.set(INTRINSIC_REWARD_KEY, intrinsic)
         block.set(COMBINED_REWARD_KEY, (1 - self.alpha) * extrinsic + self.alpha * intrinsic)
+        if self.explore.terminated_key == NEVER_TERMINATED_KEY:  # exploration.explorer_episodic=false
+            block.set(NEVER_TERMINATED_KEY, torch.zeros_like(block.get(TERMINATED_KEY)))
         explored = self.explore.learn(block)
         exploited = self.exploit.learn(block)
         predictor_losses = []

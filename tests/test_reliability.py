@@ -296,6 +296,17 @@ def test_doorkey_counts_full_success_as_solved():
     assert _first_solved(evaluations, _solved_when(compose_config().env)) is None  # CartPole: a return of 475
 
 
+def test_eighteen_successes_in_twenty_reach_a_ninety_percent_threshold():
+    from rlpipe.evaluate import EvalResult
+    from rlpipe.train import _first_solved
+
+    result = EvalResult(returns=torch.full((20,), 0.7), lengths=torch.full((20,), 50),
+                        extras={"success": torch.tensor([True] * 18 + [False] * 2)})
+    metrics = result.as_metrics()
+    assert metrics["eval/success_rate"] >= 0.9  # (18/20 in float32 is 0.89999998)
+    assert _first_solved([{"step": 10000, **metrics}], {"eval/success_rate": 0.9})["step"] == 10000
+
+
 def test_run_directory_has_a_log_and_no_empty_video_folder(base_run):
     log = (base_run / "train.log").read_text()
     assert "training CartPole-v1 for 600 agent steps" in log and "step 600: evaluation" in log

@@ -15,7 +15,17 @@ from rlpipe.agent import Agent
 from rlpipe.checkpoint import CheckpointError, load_checkpoint, restore_checkpoint
 from rlpipe.config import ConfigError
 from rlpipe.envs import make_env, transition_keys
-from rlpipe.keys import AGENT_STATE_KEY, COMBINED_REWARD_KEY, FIRST_VISIT_KEY, INTRINSIC_REWARD_KEY, OBSERVATION_KEY, PRIORITY_WEIGHT_KEY, REWARD_KEY, STEPS_TO_NEXT_OBS_KEY
+from rlpipe.keys import (
+    AGENT_STATE_KEY,
+    COMBINED_REWARD_KEY,
+    FIRST_VISIT_KEY,
+    INTRINSIC_REWARD_KEY,
+    OBSERVATION_KEY,
+    PRIORITY_WEIGHT_KEY,
+    REWARD_KEY,
+    STEPS_TO_NEXT_OBS_KEY,
+    TERMINATED_KEY,
+)
 from rlpipe.learner import Learner, make_learner
 from rlpipe.models import make_q_network
 from rlpipe.replay import make_replay_buffer
@@ -107,6 +117,37 @@ def test_the_exploitation_agent_never_learns_from_intrinsic_reward():
     for mine, theirs in zip(learner.exploit.q_network.parameters(), extrinsic.q_network.parameters()):
         assert torch.equal(mine, theirs)
     assert any(not torch.equal(a, b) for a, b in zip(learner.exploit.q_network.parameters(), combined.q_network.parameters()))
+
+
+def test_a_non_episodic_exploration_agent_bootstraps_through_terminations():
+    learner, cfg = _learner(["exploration.explorer_episodic=false"])
+    keys = learner.exploit.gradient_update.transition_keys
+    # Twins at the initial weights, both episodic: the exploration agent's learns on the block with its terminations
+    # cleared (what the non-episodic agent must match), the other on the block as sampled (the control), and the
+    # exploitation agent's twin on the block as sampled (it stays episodic).
+    cleared = Learner(cfg.train, copy.deepcopy(learner.explore.q_network), transition_keys=keys, device=CPU,
+                      total_updates=1000, reward_key=COMBINED_REWARD_KEY)
+    as_sampled = Learner(cfg.train, copy.deepcopy(learner.explore.q_network), transition_keys=keys, device=CPU,
+                         total_updates=1000, reward_key=COMBINED_REWARD_KEY)
+    exploit_twin = Learner(cfg.train, copy.deepcopy(learner.exploit.q_network), transition_keys=keys, device=CPU, total_updates=1000)
+    generator = torch.Generator().manual_seed(0)
+    observations = torch.randn(256, 4, generator=generator)
+    learner.observe(_collect(observations[:64]))
+    block = _block(observations, generator)
+    terminated = torch.arange(K * B).reshape(-1, 1) % 3 == 0  # a third of the transitions end their episode
+    block.set(("next", "done"), terminated)
+    block.set(TERMINATED_KEY, terminated)
+    twin_block = block.clone()  # (without the combined reward, set below once the RND learner has computed it)
+    learned = learner.learn(block)
+    twin_block.set(COMBINED_REWARD_KEY, block.get(COMBINED_REWARD_KEY))
+    assert torch.equal(learned.losses, exploit_twin.learn(twin_block.clone()).losses)  # the exploitation agent: episodic
+    as_sampled.learn(twin_block.clone())
+    twin_block.set(TERMINATED_KEY, torch.zeros_like(terminated))
+    cleared.learn(twin_block)
+    assert torch.equal(block.get(TERMINATED_KEY), terminated)  # the stored flags are left as they are
+    for mine, theirs in zip(learner.explore.q_network.parameters(), cleared.q_network.parameters()):
+        assert torch.equal(mine, theirs)
+    assert any(not torch.equal(a, b) for a, b in zip(learner.explore.q_network.parameters(), as_sampled.q_network.parameters()))
 
 
 def _equal(a, b) -> bool:
