@@ -15,8 +15,8 @@ A run whose ``summary.json`` says finished is not run again (the benchmark can b
 unfinished one resumes from its ``last.pt``. ``--report-only`` runs nothing and reports the runs as they stand
 (unfinished ones up to their latest evaluation, marked as such).
 
-``--final-eval N`` also plays each run's ``last.pt`` (exploitation agent) on N new layouts, greedy and at epsilon
-0.05 (Nature DQN's evaluation protocol).
+``--final-eval N`` also plays each run's ``last.pt`` (exploitation agent, and for RND the exploration agent too) on N
+new layouts, greedy and at epsilon 0.05 (Nature DQN's evaluation protocol).
 
     python benchmarks/doorkey_rnd.py [--modes egreedy rnd] [--seeds 0 1 2] [--steps 300000] [--out outputs/bench/doorkey_rnd]
         [--override exploration.episodic_novelty=true] [--name doorkey_rnd] [--final-eval 50]
@@ -86,7 +86,8 @@ def collect(run_dir: Path) -> dict:
     evaluations = summary["evaluations"] or [{"step": 0, "eval/success_rate": float("nan")}]
     return {
         "exploration": {"kind": exploration.kind, "novelty_input": exploration.get("novelty_input", "observation"),
-                        "episodic_novelty": exploration.get("episodic_novelty", False)},
+                        "episodic_novelty": exploration.get("episodic_novelty", False),
+                        "explorer_episodic": exploration.get("explorer_episodic", True)},
         "learner": {key: train.get(key, 1) if key == "n_step" else train[key]
                     for key in ("n_step", "steps_per_collect", "updates_per_step", "batch_size")},
         "view": config.env.get("view", "full"),
@@ -123,13 +124,15 @@ def coverage(checkpoint: Path, agent: str, *, episodes: int = 5) -> dict:
     return {"checkpoint_step": player.checkpoint_step, "max_phase": phases, "distinct_cells": cells}
 
 
-def final_evaluation(checkpoint: Path, *, episodes: int, epsilons: tuple[float, ...] = (0.0, 0.05)) -> dict:
-    """The exploitation agent of ``checkpoint`` over ``episodes`` fresh layouts (seeds 10,000 on, apart from the
-    training evaluations'), greedy and at each other evaluation epsilon: ``{"eps_0.05": success rate, ...}``.
+def final_evaluation(checkpoint: Path, *, episodes: int, epsilons: tuple[float, ...] = (0.0, 0.05),
+                     agent: str = "exploitation") -> dict:
+    """``agent`` of ``checkpoint`` (``rlpipe.agent.Agent.load``) over ``episodes`` fresh layouts (seeds 10,000 on,
+    apart from the training evaluations'), greedy and at each other evaluation epsilon: ``{"eps_0.05": success
+    rate, ...}``.
 
     Epsilon 0.05 is the Nature DQN and CleanRL evaluation protocol: in a deterministic env a greedy policy that
     walks into a loop repeats it until the time limit, which one random action in twenty breaks."""
-    player = Agent.load(checkpoint)
+    player = Agent.load(checkpoint, agent=agent)
     result = {"checkpoint_step": player.checkpoint_step, "episodes": episodes}
     for epsilon in epsilons:
         seed_everything(10_000)  # the random actions' draws
@@ -185,9 +188,13 @@ def main() -> None:
                   + "; ".join(f"{agent}: phases {c['max_phase']}, cells {c['distinct_cells']}" for agent, c in r["coverage"].items()))
         if args.final_eval and last.is_file():
             r["final_evaluation"] = final_evaluation(last, episodes=args.final_eval)
-            print(f"{mode} seed {seed} at step {r['final_evaluation']['checkpoint_step']:,}, success over "
-                  f"{args.final_eval} new layouts: greedy {r['final_evaluation']['eps_0']:.2f}, "
-                  f"epsilon 0.05 {r['final_evaluation']['eps_0.05']:.2f}", flush=True)
+            if mode == "rnd":  # the agent that collected the data, played the same way
+                r["final_evaluation"]["exploration_agent"] = final_evaluation(last, episodes=args.final_eval, agent="exploration")
+            for agent, outcome in (("", r["final_evaluation"]), (" (exploration agent)", r["final_evaluation"].get("exploration_agent"))):
+                if outcome is not None:
+                    print(f"{mode} seed {seed}{agent} at step {outcome['checkpoint_step']:,}, success over "
+                          f"{args.final_eval} new layouts: greedy {outcome['eps_0']:.2f}, "
+                          f"epsilon 0.05 {outcome['eps_0.05']:.2f}", flush=True)
     previous = REPO / "benchmarks" / "results" / f"{args.name}.json"
     stored = json.loads(previous.read_text()).get("runs", {}) if previous.is_file() else {}
     stored |= {f"{mode}_seed{seed}": r for (mode, seed), r in zip(runs, results)}  # modes measured apart keep each other

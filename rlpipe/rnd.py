@@ -28,9 +28,9 @@ buffer: ``exploration=rnd``.
   learn from the same sampled minibatches every learning phase; ``alpha`` decays over training
   (:class:`AlphaSchedule`). Evaluation, ``best.pt`` and ``summary.json`` are the exploitation agent's.
 - **Non-episodic exploration agent** (``exploration.explorer_episodic=false``): the exploration agent's TD target
-  bootstraps through terminations, as the paper's intrinsic value does ("the intrinsic return should be
-  non-episodic", section 2.3), so ending an episode does not forfeit the intrinsic reward that would follow; with
-  episodic novelty an episode's end otherwise cuts off the first-visit bonuses the rest of the episode would pay.
+  bootstraps through terminations, as the paper's intrinsic value does (its section 2.3 argues for a non-episodic
+  intrinsic return), so ending an episode does not forfeit the intrinsic reward that would follow; with episodic
+  novelty an episode's end otherwise cuts off the first-visit bonuses that continuing would have paid.
   The paper gives the intrinsic and extrinsic returns two value heads; here the exploration agent has one, on the
   combined reward, and its whole return is non-episodic. The next observation stored with a terminal transition is
   the episode's last, not the next episode's first, so the bootstrap is the network's value there (replay does not
