@@ -87,7 +87,8 @@ def collect(run_dir: Path) -> dict:
     return {
         "exploration": {"kind": exploration.kind, "novelty_input": exploration.get("novelty_input", "observation"),
                         "episodic_novelty": exploration.get("episodic_novelty", False),
-                        "explorer_episodic": exploration.get("explorer_episodic", True)},
+                        "explorer_episodic": exploration.get("explorer_episodic", True),
+                        "eps_final": exploration.get("eps_final")},
         "learner": {key: train.get(key, 1) if key == "n_step" else train[key]
                     for key in ("n_step", "steps_per_collect", "updates_per_step", "batch_size")},
         "view": config.env.get("view", "full"),
