@@ -88,6 +88,7 @@ def collect(run_dir: Path) -> dict:
         "exploration": {"kind": exploration.kind, "novelty_input": exploration.get("novelty_input", "observation"),
                         "episodic_novelty": exploration.get("episodic_novelty", False),
                         "explorer_episodic": exploration.get("explorer_episodic", True),
+                        "exploit_acting_share": exploration.get("exploit_acting_share", 0.0),
                         "eps_final": exploration.get("eps_final")},
         "learner": {key: train.get(key, 1) if key == "n_step" else train[key]
                     for key in ("n_step", "steps_per_collect", "updates_per_step", "batch_size")},

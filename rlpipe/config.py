@@ -222,6 +222,7 @@ class RndConfig(EGreedyConfig):  # the exploration agent acts epsilon-greedy: eg
     intrinsic_normalisation: str = _key(one_of("reward", "return"))
     episodic_novelty: bool = _key(default=False)  # defaults: checkpoints written before these keys existed
     explorer_episodic: bool = _key(default=True)
+    exploit_acting_share: float = _key(between(0.0, 1.0), default=0.0)
     novelty_input: str = _key(one_of("observation", "agent_state"), default="observation")
     obs_clip: float = _key(positive())
     rnd_hidden_sizes: list[int] = _key(Rule(lambda v: len(v) > 0 and all(n >= 1 for n in v), "a non-empty list of sizes >= 1"))

@@ -355,6 +355,7 @@ def make_learner(
                 stats_horizon=exploration.intrinsic_stats_steps, normalise_by=exploration.intrinsic_normalisation),
         episodic_novelty=exploration.episodic_novelty,
         novelty_key=novelty_key,
+        exploit_acting_share=exploration.exploit_acting_share,
         predictor_lr=exploration.predictor_lr,
         update_fraction=exploration.update_fraction,
         alpha=rnd.AlphaSchedule(alpha_init=exploration.alpha_init, alpha_final=exploration.alpha_final,

@@ -35,6 +35,12 @@ buffer: ``exploration=rnd``.
   combined reward, and its whole return is non-episodic. The next observation stored with a terminal transition is
   the episode's last, not the next episode's first, so the bootstrap is the network's value there (replay does not
   keep the reset observation beside the transition). The exploitation agent stays episodic.
+- **The exploitation agent's share of acting** (``exploration.exploit_acting_share``, default 0: the exploration
+  agent plays every step): each collect, each env is played by the exploitation agent with this probability
+  (:class:`SharedActing`; same epsilon), otherwise by the exploration agent. A learner that never acts is never
+  shown the outcome of the actions it prefers where the actor does not take them, so its greedy policy can keep
+  overestimated actions, for example walking into a loop (the *tandem effect*: Ostrovski et al. 2021,
+  https://arxiv.org/abs/2110.14020, and README "RND: does it explore?" for the measurement).
 
 What comes from TorchRL and what does not:
 
@@ -60,9 +66,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 from torch import nn
 from torchrl.envs.transforms.rnd import RunningMeanStd
-from torchrl.modules import MLP, ConvNet
+from torchrl.modules import MLP, ConvNet, QValueActor
 from torchrl.objectives import RNDLoss
 
 from rlpipe.keys import (
@@ -260,6 +267,39 @@ class RND(nn.Module):
         return error / self.scale
 
 
+class SharedActing(TensorDictModuleBase):
+    """The acting network of two agents: each env's steps are played by the exploration agent's Q-network, or by
+    the exploitation agent's where :attr:`exploit_plays` is set (:meth:`RNDLearner.observe` draws it for each
+    collect). Both write the same entries (``action``, ``action_value``, ``chosen_action_value``); the exploration
+    module that follows in the collector's policy applies its epsilon to either.
+
+    Args:
+        explore: the exploration agent's Q-network.
+        exploit: the exploitation agent's Q-network.
+        num_envs: ``E``, environments stepped side by side.
+    """
+
+    def __init__(self, explore: QValueActor, exploit: QValueActor, *, num_envs: int) -> None:
+        super().__init__()
+        self.explore, self.exploit = explore, exploit
+        self.in_keys = list(dict.fromkeys([*explore.in_keys, *exploit.in_keys]))
+        self.out_keys = list(explore.out_keys)
+        self.register_buffer("exploit_plays", torch.zeros(num_envs, dtype=torch.bool), persistent=False)  # [E]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """``tensordict`` ``[*E]`` (``[]`` for one unbatched env): the acting agent's entries written into it."""
+        plays = self.exploit_plays.reshape(tensordict.batch_size)  # [*E]
+        if not plays.any():
+            return self.explore(tensordict)
+        if plays.all():
+            return self.exploit(tensordict)
+        explored, exploited = self.explore(tensordict.copy()), self.exploit(tensordict.copy())  # (shallow copies)
+        for key in self.out_keys:
+            theirs, mine = explored.get(key), exploited.get(key)  # [*E, ...]
+            tensordict.set(key, torch.where(plays.reshape(*plays.shape, *[1] * (mine.ndim - plays.ndim)), mine, theirs))
+        return tensordict
+
+
 class RNDLearner:
     """Two agents learning from one replay buffer, and RND, behind the interface of one
     :class:`rlpipe.learner.Learner` (``learn``, ``pieces``, ``metrics``, ...), so ``rlpipe/train.py`` runs one loop.
@@ -283,6 +323,8 @@ class RNDLearner:
             docstring); :meth:`observe` then writes the flag as ``("next", "first_visit")`` for the replay to store.
         novelty_key: the observation entry RND reads (:data:`NOVELTY_INPUTS`); one other than the Q-network's
             observation is stored with each transition (:attr:`stored_keys`).
+        exploit_acting_share: the probability that the exploitation agent plays an env's steps of a collect
+            (:class:`SharedActing`); 0: the exploration agent plays every step.
     """
 
     progress_names = ("episode/combined_reward", "rnd/alpha")  # shown in the progress bar beside episode/reward
@@ -300,6 +342,7 @@ class RNDLearner:
         device: torch.device,
         episodic_novelty: bool = False,
         novelty_key: str = OBSERVATION_KEY,
+        exploit_acting_share: float = 0.0,
     ) -> None:
         self.exploit, self.explore, self.rnd = exploit, explore, rnd.to(device)
         self.episodic_novelty = episodic_novelty
@@ -315,7 +358,10 @@ class RNDLearner:
         self.alpha_schedule = alpha
         self.batch_size, self.device = batch_size, device
         self.q_network = exploit.q_network  # evaluated
-        self.acting_network = explore.q_network  # acts in the collector
+        self.exploit_acting_share = exploit_acting_share
+        self._shared_acting = (SharedActing(explore.q_network, exploit.q_network, num_envs=len(self._seen))
+                               if exploit_acting_share > 0 else None)
+        self.acting_network = explore.q_network if self._shared_acting is None else self._shared_acting  # acts in the collector
         self.lr_scheduler = exploit.lr_scheduler
         self._combined_return = torch.zeros(rnd.intrinsic_return.shape)  # [E] of the running episodes
         self._recent_combined: deque[float] = deque(maxlen=20)
@@ -335,7 +381,8 @@ class RNDLearner:
     def observe(self, batch: TensorDictBase) -> None:
         """A collect's transitions ``[E, T]`` (or ``[T]``), before they are stored: RND's statistics, the combined
         training return of the episodes that end in it, and (``episodic_novelty``) each transition's
-        ``("next", "first_visit")`` flag, written into ``batch``."""
+        ``("next", "first_visit")`` flag, written into ``batch``; then (``exploit_acting_share > 0``) which agent
+        plays each env's steps of the next collect."""
         flat = batch if batch.ndim == 2 else batch.unsqueeze(0)  # [E, T]
         intrinsic = self.rnd.observe(flat.get(self.novelty_key).to(self.device)).cpu()  # [E, T]
         extrinsic = flat.get(REWARD_KEY).reshape(intrinsic.shape).float()
@@ -349,6 +396,10 @@ class RNDLearner:
             self._combined_return += combined[:, t]
             self._recent_combined.extend(self._combined_return[done[:, t]].tolist())
             self._combined_return[done[:, t]] = 0.0
+        if self._shared_acting is not None:
+            plays = self._shared_acting.exploit_plays
+            self._window.setdefault("rnd/exploit_acting_share", []).append(plays.float().cpu())  # of the collect just made
+            plays.copy_(torch.rand(plays.shape, device=plays.device) < self.exploit_acting_share)
 
     def _first_visits(self, observation: torch.Tensor, next_observation: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
         """``[E, T, *O]`` observations and next observations, ``[E, T]`` done -> ``[E, T]`` bool: the next

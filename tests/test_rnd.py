@@ -244,6 +244,8 @@ def test_rnd_config_errors_name_the_key():
             compose_config([f"env={env}", "exploration=rnd", "exploration.episodic_novelty=true"])
     with pytest.raises(ConfigError, match="novelty_input=agent_state"):
         compose_config(["env=cartpole", "exploration=rnd", "exploration.novelty_input=agent_state"])
+    with pytest.raises(ConfigError, match="exploit_acting_share"):
+        compose_config(["exploration=rnd", "exploration.exploit_acting_share=1.5"])
 
 
 def test_rnd_on_the_agent_state_reads_and_stores_the_agent_state():
@@ -314,8 +316,9 @@ def test_episodic_novelty_rewards_only_an_observations_first_visit_in_its_episod
 @pytest.mark.parametrize("variant", [["exploration.novelty_input=observation", "exploration.episodic_novelty=true"],
                                      ["exploration.novelty_input=agent_state"],
                                      ["exploration.novelty_input=agent_state", "exploration.episodic_novelty=true",
-                                      "train.n_step=3", "train.steps_per_collect=8"]],
-                         ids=["episodic_novelty", "agent_state", "n_step"])
+                                      "train.n_step=3", "train.steps_per_collect=8"],
+                                     ["exploration.exploit_acting_share=0.5"]],
+                         ids=["episodic_novelty", "agent_state", "n_step", "exploit_acting"])
 def test_a_training_run_stores_what_rnd_reads(variant, tmp_path):
     """train.py's wiring: the learner's flags and inputs reach the replay (observed before stored, kept as
     stored_keys), on two envs; without it the replay or the learning phase fails on a missing key."""
@@ -328,6 +331,34 @@ def test_a_training_run_stores_what_rnd_reads(variant, tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["finished"] and summary["updates"] > 0
     assert (run_dir / "logs" / "csv" / "scalars" / "rnd" / "intrinsic_mean.csv").is_file()
+    if "exploration.exploit_acting_share=0.5" in variant:  # both agents played, each env's collects drawn apart
+        with (run_dir / "logs" / "csv" / "scalars" / "rnd" / "exploit_acting_share.csv").open() as file:
+            shares = [float(line.split(",")[1]) for line in list(file)[1:]]
+        assert shares and all(0.0 < share < 1.0 for share in shares), shares
+
+
+def test_the_exploitation_agent_plays_the_envs_drawn_for_it_and_only_those():
+    learner, cfg = _learner(["exploration.exploit_acting_share=0.5"], num_envs=4)
+    actor = learner.acting_network
+    observation = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))  # [E, D]: CartPole, 4 envs
+    own = {name: network(TensorDict({OBSERVATION_KEY: observation}, batch_size=[4])).get("action_value")
+           for name, network in (("explore", learner.explore.q_network), ("exploit", learner.exploit.q_network))}
+    assert not torch.equal(own["explore"], own["exploit"])  # two agents that would act apart
+    for plays in ([False] * 4, [True, False, True, False], [True] * 4):
+        actor.exploit_plays.copy_(torch.tensor(plays))
+        acted = actor(TensorDict({OBSERVATION_KEY: observation}, batch_size=[4]))
+        for env, exploit_plays in enumerate(plays):
+            expected = own["exploit" if exploit_plays else "explore"][env]
+            assert torch.equal(acted.get("action_value")[env], expected)
+            assert torch.equal(acted.get("action")[env], expected.argmax(-1))
+    drawn = []
+    for _ in range(200):  # each collect draws who plays each env's next steps
+        learner.observe(TensorDict({("next", OBSERVATION_KEY): torch.randn(4, 2, 4), REWARD_KEY: torch.zeros(4, 2, 1),
+                                    ("next", "done"): torch.zeros(4, 2, 1, dtype=torch.bool)}, batch_size=[4, 2]))
+        drawn.append(actor.exploit_plays.clone())
+    assert 0.4 < torch.stack(drawn).float().mean() < 0.6
+    single, _ = _learner([])
+    assert single.acting_network is single.explore.q_network  # share 0: the exploration agent plays every step
 
 
 def test_moving_statistics_follow_a_shrinking_stream_where_all_history_statistics_lag():
