@@ -39,6 +39,7 @@ from omegaconf import OmegaConf
 
 from bench_common import REPO, save
 from rlpipe.agent import Agent
+from rlpipe.config import validate
 from rlpipe.envs.doorkey_skills import NUM_PHASES
 from rlpipe.evaluate import evaluate_policy
 from rlpipe.keys import AGENT_STATE_KEY
@@ -75,7 +76,7 @@ def run(mode: str, seed: int, *, steps: int, eval_steps: int, stop_at: float | N
 def collect(run_dir: Path) -> dict:
     """A finished run's summary, with the first training-episode success read from its ``episode/success`` log."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    config = OmegaConf.load(run_dir / "config.yaml")  # the run's own variant (runs of several calls merge)
+    config = validate(OmegaConf.load(run_dir / "config.yaml"))  # the run's own variant, with defaults for keys it predates
     exploration, train = config.exploration, config.train
     first_training_success = None
     success_log = run_dir / "logs" / "csv" / "scalars" / "episode" / "success.csv"
@@ -85,14 +86,10 @@ def collect(run_dir: Path) -> dict:
                                            if row and row[0] != "step" and float(row[1]) > 0), None)
     evaluations = summary["evaluations"] or [{"step": 0, "eval/success_rate": float("nan")}]
     return {
-        "exploration": {"kind": exploration.kind, "novelty_input": exploration.get("novelty_input", "observation"),
-                        "episodic_novelty": exploration.get("episodic_novelty", False),
-                        "explorer_episodic": exploration.get("explorer_episodic", True),
-                        "exploit_acting_share": exploration.get("exploit_acting_share", 0.0),
-                        "eps_final": exploration.get("eps_final")},
-        "learner": {key: train.get(key, 1) if key == "n_step" else train[key]
-                    for key in ("n_step", "steps_per_collect", "updates_per_step", "batch_size")},
-        "view": config.env.get("view", "full"),
+        "exploration": {key: exploration.get(key) for key in ("kind", "novelty_input", "episodic_novelty", "explorer_episodic",
+                                                               "exploit_acting_share", "eps_final")},
+        "learner": {key: train[key] for key in ("n_step", "steps_per_collect", "updates_per_step", "batch_size")},
+        "view": config.env.view,
         "finished": summary["finished"],
         "steps_so_far": summary["steps"],
         "summary": summary,
@@ -145,6 +142,12 @@ def final_evaluation(checkpoint: Path, *, episodes: int, epsilons: tuple[float, 
     return result
 
 
+def describe(outcome: dict, episodes: int) -> str:
+    """One line of a :func:`final_evaluation`."""
+    return (f"at step {outcome['checkpoint_step']:,}, success over {episodes} new layouts: greedy {outcome['eps_0']:.2f}, "
+            f"epsilon 0.05 {outcome['eps_0.05']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", default=["egreedy", "rnd"])
@@ -192,11 +195,10 @@ def main() -> None:
             r["final_evaluation"] = final_evaluation(last, episodes=args.final_eval)
             if mode == "rnd":  # the agent that collected the data, played the same way
                 r["final_evaluation"]["exploration_agent"] = final_evaluation(last, episodes=args.final_eval, agent="exploration")
-            for agent, outcome in (("", r["final_evaluation"]), (" (exploration agent)", r["final_evaluation"].get("exploration_agent"))):
-                if outcome is not None:
-                    print(f"{mode} seed {seed}{agent} at step {outcome['checkpoint_step']:,}, success over "
-                          f"{args.final_eval} new layouts: greedy {outcome['eps_0']:.2f}, "
-                          f"epsilon 0.05 {outcome['eps_0.05']:.2f}", flush=True)
+            print(f"{mode} seed {seed}: {describe(r['final_evaluation'], args.final_eval)}", flush=True)
+            if mode == "rnd":
+                print(f"{mode} seed {seed} (exploration agent): "
+                      f"{describe(r['final_evaluation']['exploration_agent'], args.final_eval)}", flush=True)
     previous = REPO / "benchmarks" / "results" / f"{args.name}.json"
     stored = json.loads(previous.read_text()).get("runs", {}) if previous.is_file() else {}
     stored |= {f"{mode}_seed{seed}": r for (mode, seed), r in zip(runs, results)}  # modes measured apart keep each other

@@ -186,8 +186,7 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
     env = make_env(cfg.env)
     device = torch.device("cpu")
     precision = resolve_precision(cfg.train.precision, device)
-    learner = make_learner(cfg, make_q_network(cfg.model, env, device, precision=precision),
-                           make_network=lambda: make_q_network(cfg.model, env, device, precision=precision),
+    learner = make_learner(cfg, lambda: make_q_network(cfg.model, env, device, precision=precision),
                            transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,
                            num_envs=1, device=device, total_updates=1_000_000)
     novelty_key = getattr(learner, "novelty_key", ("next", "observation"))  # RND's input (DoorKey: the agent state)

@@ -395,7 +395,7 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
             f"so each collect must hold more than n_step steps per env; expected n_step < "
             f"{train.steps_per_collect // cfg.env.num_envs} or a larger train.steps_per_collect"
         )
-    if cfg.env.kind == "doorkey" and cfg.env.get("view", "full") != "full" and cfg.env.id != "rlpipe/DoorKeyPrimitive-v0":
+    if cfg.env.kind == "doorkey" and cfg.env.view != "full" and cfg.env.id != "rlpipe/DoorKeyPrimitive-v0":
         raise ConfigError(
             f"env.view={cfg.env.view} is invalid with env={cfg.env.name}: the skills env observes the full grid "
             f"(its skills plan on it); expected full, or env=doorkey_primitive"

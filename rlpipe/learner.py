@@ -321,22 +321,22 @@ class Learner:
 
 
 def make_learner(
-    cfg: DictConfig, q_network: QValueActor, *, make_network: Callable[[], QValueActor], transition_keys: tuple,
+    cfg: DictConfig, make_network: Callable[[], QValueActor], *, transition_keys: tuple,
     observation_spec: Composite, num_envs: int, device: torch.device, total_updates: int,
 ) -> Learner | RNDLearner:
     """One agent (:class:`Learner`), or with ``exploration=rnd`` two agents and RND (``rlpipe.rnd.RNDLearner``).
+    Either way ``learner.q_network`` is the agent that is evaluated and checkpointed as ``best.pt``.
 
     Args:
         cfg: the run's configuration (``train`` and ``exploration`` are read).
-        q_network: the (exploitation) agent's Q-network.
-        make_network: builds another Q-network of the same shape (RND's exploration agent).
+        make_network: builds a Q-network for the env: the (exploitation) agent's, then RND's exploration agent's.
         transition_keys: what a stored transition of the env holds (``rlpipe.envs.transition_keys``).
         observation_spec: the env's unbatched observations (RND's input: ``exploration.novelty_input``).
         num_envs: environments stepped side by side (one intrinsic return each).
         device: where the networks live.
         total_updates: the gradient updates of the whole run.
     """
-    learner = Learner(cfg.train, q_network, transition_keys=transition_keys, device=device, total_updates=total_updates)
+    learner = Learner(cfg.train, make_network(), transition_keys=transition_keys, device=device, total_updates=total_updates)
     if cfg.exploration.kind != "rnd":
         return learner
     from rlpipe import rnd  # (rlpipe.rnd builds on this module)

@@ -194,16 +194,16 @@ def _train(
     # ---- Build every piece from its config section; network sizes come from the env's specs.
     env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=cfg.train.seed, parallel=True)  # (env.parallel: workers)
     eval_env = make_env(cfg.env, num_envs=cfg.eval.episodes, seed=cfg.train.seed + EVAL_SEED_OFFSET)
-    q_network = make_q_network(cfg.model, env, device, precision=precision)
-    exploration = make_exploration(
-        cfg.exploration, env.full_action_spec_unbatched["action"], device, action_mask_key=action_mask_key(env)
-    )
     total_updates = math.ceil((cfg.train.total_steps - cfg.train.init_random_steps) * cfg.train.updates_per_step)
-    # One agent, or with exploration=rnd two (the exploitation agent is q_network; the exploration agent acts)
+    # One agent, or with exploration=rnd two (q_network is the exploitation agent; the exploration agent acts)
     learner = make_learner(
-        cfg, q_network, make_network=lambda: make_q_network(cfg.model, env, device, precision=precision),
+        cfg, lambda: make_q_network(cfg.model, env, device, precision=precision),
         transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,
         num_envs=env.batch_size.numel(), device=device, total_updates=total_updates,
+    )
+    q_network = learner.q_network  # evaluated, recorded, checkpointed as best.pt
+    exploration = make_exploration(
+        cfg.exploration, env.full_action_spec_unbatched["action"], device, action_mask_key=action_mask_key(env)
     )
     policy = TensorDictSequential(learner.acting_network, exploration.module)
     scratch = make_replay_scratch(cfg.buffer, run_dir)  # the run's own directory for memory-mapped replay, if any

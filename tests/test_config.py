@@ -34,11 +34,11 @@ def test_every_option_composes_and_builds(group, option, tmp_path):
     cfg = compose_config([*COMPANIONS.get((group, option), []), f"{group}={option}", *SMALL])
     device = torch.device("cpu")
     env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=0)
-    q_network = make_q_network(cfg.model, env, device)
     exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], device)
-    learner = make_learner(cfg, q_network, make_network=lambda: make_q_network(cfg.model, env, device),
+    learner = make_learner(cfg, lambda: make_q_network(cfg.model, env, device),
                            transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,
                            num_envs=env.batch_size.numel(), device=device, total_updates=100)
+    q_network = learner.q_network
     assert learner.acting_network is (q_network if cfg.exploration.kind != "rnd" else learner.explore.q_network)
     replay = make_replay_buffer(cfg.buffer, cfg.env, env)
     make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
@@ -81,7 +81,7 @@ def test_rnd_builds_and_rewards_every_env(env):
     cfg = compose_config([f"env={env}", "exploration=rnd", *SMALL])
     device = torch.device("cpu")
     task = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=0)
-    learner = make_learner(cfg, make_q_network(cfg.model, task, device), make_network=lambda: make_q_network(cfg.model, task, device),
+    learner = make_learner(cfg, lambda: make_q_network(cfg.model, task, device),
                            transition_keys=transition_keys(task), observation_spec=task.full_observation_spec_unbatched,
                            num_envs=task.batch_size.numel(), device=device, total_updates=100)
     key = learner.novelty_key[-1]  # what RND reads: the observation, or the agent state (DoorKey primitive's preset)

@@ -39,7 +39,7 @@ def _learner(overrides: list[str], num_envs: int = 1) -> tuple[RNDLearner, objec
     """An ``exploration=rnd`` learner for the composed task, built as ``rlpipe.train`` builds it."""
     cfg = compose_config(["exploration=rnd", "train.compile=false", f"train.batch_size={B}", *overrides])
     env = make_env(cfg.env)
-    learner = make_learner(cfg, make_q_network(cfg.model, env, CPU), make_network=lambda: make_q_network(cfg.model, env, CPU),
+    learner = make_learner(cfg, lambda: make_q_network(cfg.model, env, CPU),
                            transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched, num_envs=num_envs, device=CPU,
                            total_updates=1000)
     env.close()
