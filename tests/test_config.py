@@ -39,7 +39,13 @@ def test_every_option_composes_and_builds(group, option, tmp_path):
                            transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,
                            num_envs=env.batch_size.numel(), device=device, total_updates=100)
     q_network = learner.q_network
-    assert learner.acting_network is (q_network if cfg.exploration.kind != "rnd" else learner.explore.q_network)
+    acting = learner.acting_network
+    if cfg.exploration.kind != "rnd":
+        assert acting is q_network
+    elif cfg.exploration.exploit_acting_share == 0:
+        assert acting is learner.explore.q_network
+    else:  # both agents act (rlpipe.rnd.SharedActing: experiment=doorkey_rnd)
+        assert acting.explore is learner.explore.q_network and acting.exploit is q_network
     replay = make_replay_buffer(cfg.buffer, cfg.env, env)
     make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
     logger = make_logger(cfg.logger, tmp_path, run_name="test", config=cfg)

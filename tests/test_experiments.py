@@ -52,6 +52,12 @@ def test_experiment_presets():
         explicit = compose_config(["env=breakout", f"exploration={exploration}", "train.stop_on_solve=true",
                                    "train.time_limit_minutes=60"])
         assert preset == explicit  # the tuned schedule of the pair included
+    doorkey = compose_config(["experiment=doorkey_rnd"])  # the benchmark's command line (benchmarks/doorkey_rnd.py)
+    assert doorkey == compose_config([
+        "env=doorkey_primitive", "exploration=rnd", "env.view=egocentric", "exploration.episodic_novelty=true",
+        "exploration.explorer_episodic=false", "exploration.exploit_acting_share=0.25", "train.n_step=5",
+        "train.steps_per_collect=8", "train.total_steps=300000", "eval.episodes=20", "eval.interval_steps=10000"])
+    assert doorkey.exploration.novelty_input == "agent_state"  # the pair's tuned preset included
     search = _with_hydra(["experiment=search_cartpole"])
     assert search.hydra.sweeper._target_ == "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
     assert search.hydra.sweeper.direction == "maximize" and "train.lr" in search.hydra.sweeper.params
