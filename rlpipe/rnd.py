@@ -23,7 +23,8 @@ buffer: ``exploration=rnd``.
   computed on the novelty input, and counts exact repeats (DoorKey only: continuous states and frames almost never
   repeat).
 - **Two agents** (:class:`RNDLearner`): the *exploration* agent learns from
-  ``combined = (1 - alpha) * extrinsic + alpha * intrinsic`` and drives collection (with a small epsilon); the
+  ``combined = (1 - alpha) * extrinsic + alpha * intrinsic`` and drives collection (with a small epsilon; see the
+  exploitation agent's share of acting below); the
   *exploitation* agent learns from the extrinsic reward only. Both are :class:`rlpipe.learner.Learner` instances and
   learn from the same sampled minibatches every learning phase; ``alpha`` decays over training
   (:class:`AlphaSchedule`). Evaluation, ``best.pt`` and ``summary.json`` are the exploitation agent's.

@@ -195,7 +195,8 @@ def _train(
     env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=cfg.train.seed, parallel=True)  # (env.parallel: workers)
     eval_env = make_env(cfg.env, num_envs=cfg.eval.episodes, seed=cfg.train.seed + EVAL_SEED_OFFSET)
     total_updates = math.ceil((cfg.train.total_steps - cfg.train.init_random_steps) * cfg.train.updates_per_step)
-    # One agent, or with exploration=rnd two (q_network is the exploitation agent; the exploration agent acts)
+    # One agent, or with exploration=rnd two (q_network is the exploitation agent; the exploration agent acts, or both
+    # do: exploration.exploit_acting_share)
     learner = make_learner(
         cfg, lambda: make_q_network(cfg.model, env, device, precision=precision),
         transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,
