@@ -24,9 +24,9 @@ buffer: ``exploration=rnd``.
   repeat).
 - **Two agents** (:class:`RNDLearner`): the *exploration* agent learns from
   ``combined = (1 - alpha) * extrinsic + alpha * intrinsic`` and drives collection (with a small epsilon; see the
-  exploitation agent's share of acting below); the
-  *exploitation* agent learns from the extrinsic reward only. Both are :class:`rlpipe.learner.Learner` instances and
-  learn from the same sampled minibatches every learning phase; ``alpha`` decays over training
+  exploitation agent's share of acting below); the *exploitation* agent learns from the extrinsic reward only.
+  Both are :class:`rlpipe.learner.Learner` instances and learn from the same sampled minibatches every learning
+  phase; ``alpha`` decays over training
   (:class:`AlphaSchedule`). Evaluation, ``best.pt`` and ``summary.json`` are the exploitation agent's.
 - **Non-episodic exploration agent** (``exploration.explorer_episodic=false``): the exploration agent's TD target
   bootstraps through terminations, as the paper's intrinsic value does (its section 2.3 argues for a non-episodic
