@@ -352,6 +352,7 @@ def test_the_exploitation_agent_plays_the_envs_drawn_for_it_and_only_those():
             assert torch.equal(acted.get("action_value")[env], expected)
             assert torch.equal(acted.get("action")[env], expected.argmax(-1))
     drawn = []
+    torch.manual_seed(0)  # (the draws use torch's global generator, as in training)
     for _ in range(200):  # each collect draws who plays each env's next steps
         learner.observe(TensorDict({("next", OBSERVATION_KEY): torch.randn(4, 2, 4), REWARD_KEY: torch.zeros(4, 2, 1),
                                     ("next", "done"): torch.zeros(4, 2, 1, dtype=torch.bool)}, batch_size=[4, 2]))
