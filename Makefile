@@ -42,7 +42,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/replay_memory.py
 	$(PY) benchmarks/replay_memory.py --storage memmap
 	$(PY) benchmarks/atari_collection.py
-	$(PY) benchmarks/atari_step_cost.py --rounds 5
+	$(PY) benchmarks/atari_env.py --rounds 5
 	$(PY) benchmarks/doorkey.py
 	$(PY) benchmarks/reliability.py --trials 20
 	$(PY) benchmarks/recording.py --episodes 5

@@ -116,7 +116,8 @@ def main() -> None:
         parallel = []
         if num_envs > 1:
             cfg_parallel = compose_config(
-                ["env=breakout", f"env.num_envs={num_envs}", "env.parallel=true", f"train.steps_per_collect={STEPS_PER_CALL}"]
+                ["env=breakout", f"env.num_envs={num_envs}", "env.backend=gym", "env.maxpool=false", "env.parallel=true",
+                 f"train.steps_per_collect={STEPS_PER_CALL}"]
             )
             parallel = [("rlpipe, random actions, ParallelEnv", rlpipe_collector(cfg_parallel, num_envs, random_actions=True)[0])]
         for name, fn in [

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -62,6 +64,20 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
     return statistics.median(n / d for n, d in zip(numerator, denominator))
 
 
+def cpu_info() -> dict[str, object]:
+    """The CPU model and the vector extensions that set torch's CPU speed (the project's machines differ by 2x)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    return {"cpu_model": model, "avx2": "avx2" in flags, "avx512f": "avx512f" in flags, "amx": bool({"amx_tile", "amx_bf16"} & flags)}
+
+
 def machine() -> dict[str, object]:
     return {
         "cpu_count": os.cpu_count(),
@@ -69,7 +85,17 @@ def machine() -> dict[str, object]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "processor": platform.processor() or platform.machine(),
+        **cpu_info(),
     }
+
+
+def commit() -> str:
+    """The checkout's commit, with ``-dirty`` when files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 _LEGACY_SUMMARY_KEYS = {"eval/return_mean": "eval_return_mean", "eval/return_std": "eval_return_std",
@@ -96,7 +122,8 @@ def current_names(summary: dict) -> dict:
 def save(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "command": " ".join(["python", *sys.argv]), "machine": machine(), **payload}
+    payload = {"benchmark": name, "command": " ".join(["python", *sys.argv]), "commit": commit(),
+               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(), **payload}
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {path.relative_to(REPO)}")
     return path

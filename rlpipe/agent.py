@@ -54,6 +54,7 @@ class Agent:
         self.device = device
         self.env_cfg: DictConfig | None = None  # set by load(): the task's env section, for make_env()
         self.checkpoint_step: int | None = None  # set by load(): the agent steps the checkpoint was trained for
+        self.eval_epsilon: float = 0.0  # set by load(): the run's evaluation epsilon (its protocol's)
 
     @classmethod
     def load(cls, checkpoint: str | Path, *, device: str | torch.device = "cpu", agent: str = "exploitation") -> Agent:
@@ -88,6 +89,7 @@ class Agent:
         agent = cls(q_network.eval(), observation_shape=observation_shape, n_actions=n_actions, device=device)
         agent.env_cfg = cfg.env
         agent.checkpoint_step = payload["counters"]["step"]
+        agent.eval_epsilon = cfg.eval.epsilon
         return agent
 
     def make_env(self, *, num_envs: int = 1, seed: int | None = None) -> EnvBase:

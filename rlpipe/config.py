@@ -40,10 +40,22 @@ def reward_threshold(env_id: str) -> float | None:
     return None if threshold is None else float(threshold)
 
 
+# Evaluation means of the game score that count as solved (env.atari's solved_return); other games have none.
+ATARI_SOLVED_RETURN = {
+    "Breakout": 20.0,  # the original project's first bar
+    "Pong": 18.0,  # near Nature DQN's 18.9 (Mnih et al. 2015)
+}
+
+
+def atari_solved_return(game: str) -> float | None:
+    return ATARI_SOLVED_RETURN.get(game)
+
+
 # Used by conf/env/*.yaml, so that `env.id=Acrobot-v1` on a classic preset names its run directory and its
 # solved threshold after Acrobot, not CartPole.
 OmegaConf.register_new_resolver("env_name", env_name, replace=True)
 OmegaConf.register_new_resolver("reward_threshold", reward_threshold, replace=True)
+OmegaConf.register_new_resolver("atari_solved_return", atari_solved_return, replace=True)
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,7 @@ class EvalConfig:
     episodes: int = _key(at_least(1))
     interval_steps: int = _key(at_least(1))
     epsilon: float = _key(between(0.0, 1.0), default=0.0)
+    greedy_game: bool = _key(default=False)  # (default: checkpoints written before it existed)
 
 
 @dataclass
@@ -141,10 +154,15 @@ class AtariEnvConfig:
     name: str = _key()
     kind: str = _key(one_of("atari"))
     id: str = _key()
+    # Defaults below: checkpoints written before these keys existed (the gym backend, its episode cap, no max-pool).
+    game: Optional[str] = _key(default=None)
+    backend: str = _key(one_of("ale_vector", "gym"), default="gym")
     num_envs: int = _key(at_least(1))
     parallel: bool = _key()
     solved_return: Optional[float] = _key(default=None)
+    max_episode_steps: int = _key(at_least(1), default=27_000)
     frame_skip: int = _key(at_least(1))
+    maxpool: bool = _key(default=False)
     repeat_action_probability: float = _key(between(0.0, 1.0))
     noop_max: int = _key(at_least(0))
     screen_size: int = _key(at_least(8))
@@ -311,6 +329,10 @@ def validate(cfg: DictConfig) -> DictConfig:
         if key not in known:
             raise ConfigError(f"unknown key {key}: the top level accepts {', '.join(known)}")
 
+    env = plain.get("env")
+    if isinstance(env, dict) and env.get("kind") != "atari" and {"noop_max", "repeat_action_probability"} & set(env):
+        raise ConfigError(f"protocol=... is invalid with env={env.get('name')}: the evaluation protocols (NOOP starts, "
+                          f"sticky actions) are for Atari games (env=atari, env=breakout)")
     schemas = dict(_SECTION_SCHEMAS)
     for section, families in _FAMILY_SCHEMAS.items():
         node = plain.get(section)
@@ -420,11 +442,27 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
             raise ConfigError("exploration.eps_final=0 is invalid with annealing=exponential: expected a number > 0")
     if exploration.kind == "rnd" and exploration.alpha_schedule == "exponential" and min(exploration.alpha_init, exploration.alpha_final) <= 0:
         raise ConfigError("exploration.alpha_init and alpha_final must be > 0 with alpha_schedule=exponential")
+    if cfg.env.kind == "atari":
+        _check_atari(cfg.env)
+    if cfg.eval.greedy_game and cfg.env.kind != "atari":
+        raise ConfigError(f"eval.greedy_game=true is invalid with env={cfg.env.name}: the greedy game from a fixed start is an "
+                          f"Atari figure (a deterministic game without NOOP starts and sticky actions); expected false")
     if (cfg.record.dataset or cfg.record.video) and cfg.env.kind != "atari":
         switch = "record.dataset" if cfg.record.dataset else "record.video"
         raise ConfigError(f"{switch}=true is invalid with env={cfg.env.name}: gameplay recording needs an Atari game")
     if buffer.kind == "prioritized" and buffer.beta_final < buffer.beta_init:
         raise ConfigError(f"buffer.beta_final={buffer.beta_final} is invalid: expected at least buffer.beta_init={buffer.beta_init}")
+
+
+def _check_atari(env: DictConfig) -> None:
+    if env.game is not None and env.id != f"ALE/{env.game}-v5":
+        raise ConfigError(f"env.id={env.id} does not name env.game={env.game}: set env.game (env.id follows it as "
+                          f"ALE/<game>-v5)")
+    if env.backend == "gym" and env.maxpool:
+        raise ConfigError("env.maxpool=true is invalid with env.backend=gym: only the ale_vector backend max-pools frames")
+    if env.backend == "ale_vector" and env.parallel:
+        raise ConfigError("env.parallel=true is invalid with env.backend=ale_vector: its games already run in ale-py's "
+                          "C++ threads; expected false (env.parallel is for env.backend=gym)")
 
 
 # ---------------------------------------------------------------------------------------------------- resume

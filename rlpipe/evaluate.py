@@ -1,9 +1,11 @@
-"""Greedy evaluation.
+"""Evaluation: greedy, or at a small epsilon under a published protocol (Atari).
 
-``evaluate_policy`` is what training calls; ``python -m rlpipe.evaluate checkpoint=PATH eval.episodes=20`` loads a
-checkpoint, rebuilds its environment and Q-network from the configuration stored in it, and prints one JSON line::
+``evaluate_policy`` is what training calls; ``python -m rlpipe.evaluate checkpoint=PATH eval.episodes=30`` loads a
+checkpoint, rebuilds its environment and Q-network from the configuration stored in it, plays at the run's own
+``eval.epsilon`` (unless given) and prints one JSON line, with the protocol it played under::
 
-    {"checkpoint": ..., "env": "CartPole-v1", "step": 50000, "eval/episodes": 20, "eval/return_mean": 500.0, ...}
+    {"checkpoint": ..., "env": "ALE/Breakout-v5", "step": 250000, "eval/episodes": 30, "eval/epsilon": 0.05,
+     "eval/protocol": {"name": "noop_starts", ...}, "eval/return_mean": 21.4, ...}
 
 Every quantity has one name, the logger's (``eval/return_mean``), in the progress bar, the logs, ``summary.json``,
 ``evaluations.jsonl`` and this output.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 import hydra
 import torch
@@ -26,6 +29,7 @@ from rlpipe.agent import Agent
 from rlpipe.checkpoint import CheckpointError
 from rlpipe.config import ConfigError
 from rlpipe.envs import episode_stats, score_key
+from rlpipe.envs.atari import protocol as atari_protocol
 from rlpipe.keys import EPISODE_LENGTH_KEY
 from rlpipe.runtime import check_command_line, pick_device, quiet_libraries, seed_everything
 
@@ -64,6 +68,21 @@ class EvalResult:
             "eval/length_mean": self.length_mean,
             **{f"eval/{name}": value for name, value in self.extra_means().items()},
         }
+
+
+def evaluation_protocol(env_cfg: DictConfig, *, epsilon: float, episodes: int) -> dict[str, Any]:
+    """How an evaluation's games are played, as every summary, evaluations line and results file records it.
+
+    ``name``: for Atari games ``noop_starts`` (no sticky actions, games started by up to ``noop_max`` NOOPs: the
+    Nature DQN / CleanRL protocol at epsilon 0.05), ``sticky_actions`` (Machado et al. 2018) or ``fixed_start``
+    (neither: with epsilon 0 every game of a deterministic Atari game is the same); for other tasks
+    ``seeded_resets`` (each episode starts from its env's own seeded reset). Then the probability of a random action,
+    the episodes per evaluation and, for Atari games, how the game is played (:func:`rlpipe.envs.atari.protocol`).
+    """
+    if env_cfg.kind != "atari":
+        return {"name": "seeded_resets", "epsilon": epsilon, "episodes": episodes}
+    name = ("sticky_actions" if env_cfg.repeat_action_probability > 0 else "noop_starts" if env_cfg.noop_max > 0 else "fixed_start")
+    return {"name": name, "epsilon": epsilon, "episodes": episodes, **atari_protocol(env_cfg)}
 
 
 @torch.no_grad()
@@ -121,7 +140,7 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit("rlpipe.evaluate: name a checkpoint: python -m rlpipe.evaluate checkpoint=PATH")
     if cfg.eval.episodes < 1:
         raise SystemExit(f"rlpipe.evaluate: invalid configuration: eval.episodes={cfg.eval.episodes} is invalid: expected a number >= 1")
-    if not 0.0 <= cfg.eval.epsilon <= 1.0:
+    if cfg.eval.epsilon is not None and not 0.0 <= cfg.eval.epsilon <= 1.0:
         raise SystemExit(f"rlpipe.evaluate: invalid configuration: eval.epsilon={cfg.eval.epsilon} is invalid: expected a number in [0.0, 1.0]")
     try:
         device = pick_device(cfg.device, key="device")
@@ -133,9 +152,10 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(f"rlpipe.evaluate: {err}") from None
     except ValueError as err:
         raise SystemExit(f"rlpipe.evaluate: invalid configuration: {err}") from None
+    epsilon = agent.eval_epsilon if cfg.eval.epsilon is None else cfg.eval.epsilon  # the run's protocol by default
     seed_everything(cfg.eval.seed)
     env = agent.make_env(num_envs=cfg.eval.episodes, seed=cfg.eval.seed)
-    result = evaluate_policy(env, agent.q_network, device=device, epsilon=cfg.eval.epsilon)
+    result = evaluate_policy(env, agent.q_network, device=device, epsilon=epsilon)
     env.close()
     print(
         json.dumps(
@@ -145,9 +165,11 @@ def main(cfg: DictConfig) -> None:
                 "agent": cfg.agent,
                 "step": agent.checkpoint_step,
                 "eval/episodes": cfg.eval.episodes,
-                "eval/epsilon": cfg.eval.epsilon,
+                "eval/epsilon": epsilon,
+                "eval/protocol": evaluation_protocol(agent.env_cfg, epsilon=epsilon, episodes=cfg.eval.episodes),
                 **result.as_metrics(),
                 "eval/returns": result.returns.tolist(),
+                "eval/lengths": result.lengths.tolist(),
             }
         )
     )

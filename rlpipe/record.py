@@ -37,9 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import Dataset
 from torchrl.envs import EnvBase
@@ -47,9 +49,8 @@ from torchrl.envs.utils import step_mdp
 
 from rlpipe.agent import Agent
 from rlpipe.checkpoint import CheckpointError
-from rlpipe.config import ConfigError
-from rlpipe.envs import make_env
-from rlpipe.envs.atari import action_names, lives, protocol, screen_rgb
+from rlpipe.config import ConfigError, validate
+from rlpipe.envs.atari import action_names, lives, make_atari_env, protocol, screen_rgb
 from rlpipe.keys import EPISODE_SCORE_KEY, OBSERVATION_KEY
 from rlpipe.runtime import CONF_DIR, check_command_line, check_creatable, quiet_libraries, seed_everything, write_json
 
@@ -284,7 +285,7 @@ class TrainingRecorder:
         evaluations_planned: int,
         resumed_at_step: int | None,
     ) -> None:
-        self.env = make_env(env_cfg, num_envs=1, seed=seed + RECORD_SEED_OFFSET)
+        self.env = make_atari_env(env_cfg, num_envs=1, seed=seed + RECORD_SEED_OFFSET, with_screen=record_cfg.video)
         self.observation_shape = self.env.full_observation_spec_unbatched[OBSERVATION_KEY].shape
         self.n_actions = self.env.full_action_spec_unbatched["action"].space.n
         self.epsilon = epsilon
@@ -531,17 +532,27 @@ def make_recording_source(cfg: DictConfig) -> RecordingSource:
             raise ConfigError(f"{cfg.checkpoint}: trained on {agent.env_cfg.id}, not {cfg.env_id}")
         env_cfg = agent.env_cfg
         metadata = {"agent": "trained", "checkpoint": str(cfg.checkpoint), "epsilon": cfg.epsilon}
-    else:  # the Breakout preset's preprocessing (conf/env/breakout.yaml), for any Atari game
-        agent, env_cfg = None, OmegaConf.load(CONF_DIR / "env" / "breakout.yaml").env
-        env_cfg.id = cfg.env_id or "ALE/Breakout-v5"
+    else:  # the Atari preset's preprocessing and protocol (conf/env/atari.yaml), for any game
+        agent, env_cfg = None, atari_preset(cfg.env_id or "ALE/Breakout-v5")
         metadata = {"agent": "random", "checkpoint": None, "epsilon": 1.0}
     seed_everything(cfg.seed)
-    env = make_env(env_cfg, num_envs=1, seed=cfg.seed)
+    env = make_atari_env(env_cfg, num_envs=1, seed=cfg.seed, with_screen=cfg.mode in ("video", "bulk"))
     if agent is None:
         policy = random_policy(env, seed=cfg.seed)
     else:
         policy = with_epsilon(agent.act, n_actions=agent.n_actions, epsilon=float(cfg.epsilon), rng=np.random.default_rng(cfg.seed))
     return RecordingSource(env=env, env_cfg=env_cfg, policy=policy, metadata=metadata)
+
+
+def atari_preset(env_id: str) -> DictConfig:
+    """The ``env`` section of ``python -m rlpipe.train env=atari env.game=<game of env_id>`` (validated)."""
+    if not (env_id.startswith("ALE/") and env_id.endswith("-v5")):
+        raise ConfigError(f"env_id={env_id} is invalid: expected an ALE id, ALE/<Game>-v5 (python -m rlpipe.envs.atari lists the games)")
+    overrides = ["env=atari", f"env.game={env_id.removeprefix('ALE/').removesuffix('-v5')}"]
+    if GlobalHydra.instance().is_initialized():  # inside rlpipe.record's own Hydra app (its config directory is conf/ too)
+        return validate(compose("config", overrides=overrides)).env
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return validate(compose("config", overrides=overrides)).env
 
 
 def random_policy(env: EnvBase, *, seed: int) -> Policy:

@@ -50,7 +50,8 @@ from rlpipe.checkpoint import (
 from rlpipe.collect import make_collector
 from rlpipe.config import ConfigError, resumed_config, validate
 from rlpipe.envs import action_mask_key, episode_stats, make_env, score_key, transition_keys
-from rlpipe.evaluate import EvalResult, evaluate_policy
+from rlpipe.envs.atari import fixed_start
+from rlpipe.evaluate import EvalResult, evaluate_policy, evaluation_protocol
 from rlpipe.exploration import make_exploration
 from rlpipe.learner import make_learner
 from rlpipe.loggers import MetricWindow, StageClock, check_logger, make_logger
@@ -131,7 +132,8 @@ def main(cfg: DictConfig) -> float | None:
         success = f", success rate {summary['eval/success_rate']:.2f}" if "eval/success_rate" in summary else ""
         print(
             f"final evaluation: {summary['eval/return_mean']:.1f} +- {summary['eval/return_std']:.1f} over "
-            f"{summary['eval/episodes']} episodes{success} at step {summary['steps']}{solved}"
+            f"{summary['eval/episodes']} episodes{success} at step {summary['steps']}{solved} "
+            f"(protocol {summary['eval/protocol']['name']}, epsilon {summary['eval/epsilon']:g})"
         )
         print(json.dumps({key: value for key, value in summary.items() if key != "evaluations"}))
     return summary["eval/return_mean"]  # what a sweeper optimizes (hydra/sweeper=optuna)
@@ -194,6 +196,8 @@ def _train(
     # ---- Build every piece from its config section; network sizes come from the env's specs.
     env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=cfg.train.seed, parallel=True)  # (env.parallel: workers)
     eval_env = make_env(cfg.env, num_envs=cfg.eval.episodes, seed=cfg.train.seed + EVAL_SEED_OFFSET)
+    # eval.greedy_game (Atari): one greedy game from a fixed start besides the protocol's games
+    greedy_env = make_env(fixed_start(cfg.env), seed=cfg.train.seed + EVAL_SEED_OFFSET) if cfg.eval.greedy_game else None
     total_updates = math.ceil((cfg.train.total_steps - cfg.train.init_random_steps) * cfg.train.updates_per_step)
     # One agent, or with exploration=rnd two (q_network is the exploitation agent; the exploration agent acts, or both
     # do: exploration.exploit_acting_share)
@@ -257,6 +261,7 @@ def _train(
     stop_on_solve = cfg.train.stop_on_solve and bool(solved_when)
     eval_interval = cfg.eval.interval_steps
     eval_epsilon = cfg.eval.epsilon
+    protocol = evaluation_protocol(cfg.env, epsilon=eval_epsilon, episodes=cfg.eval.episodes)["name"]
     checkpoint_interval = cfg.checkpoint.interval_steps
     log_interval = cfg.train.log_interval_steps
     save_buffer = cfg.checkpoint.save_buffer
@@ -348,9 +353,14 @@ def _train(
         if (counters.step >= next_eval or finishing) and not interrupted:
             with clock("eval"):
                 last_eval = evaluate_policy(eval_env, q_network, device=device, epsilon=eval_epsilon)
-            evaluations.append({"step": counters.step, "wall_seconds": elapsed(), **last_eval.as_metrics()})
+                eval_metrics = last_eval.as_metrics()
+                if greedy_env is not None:
+                    greedy = evaluate_policy(greedy_env, q_network, device=device, epsilon=0.0)
+                    eval_metrics |= {"eval/greedy_return": greedy.return_mean, "eval/greedy_length": greedy.length_mean}
+            evaluations.append({"step": counters.step, "wall_seconds": elapsed(), **eval_metrics,
+                                "eval/protocol": protocol, "eval/epsilon": eval_epsilon})
             _append_line(run_dir / EVALUATIONS_FILE, evaluations[-1])  # (a killed run's curve survives it)
-            logger.log_metrics(last_eval.as_metrics(), step=counters.step)
+            logger.log_metrics(eval_metrics, step=counters.step)
             if recorder is not None:  # record.dataset / record.video: more episodes with the evaluation policy
                 with clock("record"):
                     recorder.record(q_network, step=counters.step,
@@ -400,6 +410,8 @@ def _train(
     progress.close()
     collector.shutdown()
     eval_env.close()
+    if greedy_env is not None:
+        greedy_env.close()
     counters.wall_seconds = elapsed()
     summary = _summary(cfg, run_dir, counters, last_eval, finished=not interrupted, stopped_by=_stop_reason(
         stop, interrupted=interrupted, complete=counters.step >= total_steps, out_of_time=out_of_time))
@@ -433,7 +445,10 @@ def _summary(
         "updates": counters.updates,
         "episodes": counters.episodes,
         "eval/episodes": cfg.eval.episodes,
+        "eval/epsilon": cfg.eval.epsilon,
+        "eval/protocol": evaluation_protocol(cfg.env, epsilon=cfg.eval.epsilon, episodes=cfg.eval.episodes),
         **({"eval/return_mean": None, "eval/return_std": None, "eval/length_mean": None} | (last_eval.as_metrics() if last_eval else {})),
+        **{key: value for key, value in (counters.evaluations[-1] if counters.evaluations else {}).items() if key.startswith("eval/greedy_")},
         "eval/best_return_mean": counters.best_eval_return if math.isfinite(counters.best_eval_return) else None,
         "solved_return": cfg.env.solved_return,
         **({"solved_success_rate": cfg.env.solved_success_rate} if "solved_success_rate" in cfg.env else {}),

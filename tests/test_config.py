@@ -20,7 +20,11 @@ from conftest import CONF_DIR, compose_config
 # Groups users choose from; `tuned` is picked by Hydra itself (tuned/<env>_<exploration>.yaml).
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "tuned")
 OPTIONS = [(group, option.stem) for group in GROUPS for option in sorted((CONF_DIR / group).glob("*.yaml"))]
-COMPANIONS = {("model", "nature_cnn"): ["env=breakout"]}  # options that only fit with another choice
+COMPANIONS = {  # options that only fit with another choice
+    ("model", "nature_cnn"): ["env=breakout"],
+    ("protocol", "noop_starts"): ["env=atari", "env.game=Pong"],
+    ("protocol", "sticky_actions"): ["env=breakout"],
+}
 SMALL = ["buffer.capacity=5000"]
 
 
@@ -179,6 +183,13 @@ def test_env_presets_carry_their_tuned_values():
         (["eval.epsilon=2"], "eval.epsilon=2.0 is invalid: expected a number in [0.0, 1.0]"),
         (["train.precision=fp16"], "train.precision='fp16' is invalid: expected one of auto, fp32, bf16"),
         (["train.time_limit_minutes=0"], "train.time_limit_minutes=0.0 is invalid: expected null or a number > 0"),
+        (["env=breakout", "env.backend=envpool"], "env.backend='envpool' is invalid: expected one of ale_vector, gym"),
+        (["env=breakout", "env.max_episode_steps=0"], "env.max_episode_steps=0 is invalid: expected a number >= 1"),
+        (["env=breakout", "env.backend=gym"], "env.maxpool=true is invalid with env.backend=gym"),
+        (["env=breakout", "env.parallel=true"], "env.parallel=true is invalid with env.backend=ale_vector"),
+        (["env=breakout", "env.id=ALE/Pong-v5"], "env.id=ALE/Pong-v5 does not name env.game=Breakout: set env.game"),
+        (["protocol=sticky_actions"], "protocol=... is invalid with env=cartpole: the evaluation protocols"),
+        (["eval.greedy_game=true"], "eval.greedy_game=true is invalid with env=cartpole: the greedy game from a fixed start"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(overrides, expected):

@@ -191,15 +191,17 @@ def test_memmap_storage_holds_the_same_data(tmp_path):
     assert (memory.transitions(index) == mapped.transitions(index)).all()
 
 
-def test_real_breakout_stacks_survive_storage():
-    """The same check on the real Atari pipeline (8-frame stacks, NOOP/FIRE resets, lives), through the factory."""
+@pytest.mark.parametrize("backend,num_envs", [("ale_vector", 1), ("ale_vector", 2), ("gym", 1)])
+def test_real_breakout_stacks_survive_storage(backend, num_envs):
+    """The same check on the real Atari pipeline (8-frame stacks, NOOP/FIRE resets, lives), through the factory:
+    ale-py's vector env (one game, and two side by side) and the gym backend."""
     from conftest import compose_config
 
     from rlpipe.envs import make_env
     from rlpipe.replay import make_replay_buffer
 
-    cfg = compose_config(["env=breakout", "buffer.capacity=150"])
-    env = make_env(cfg.env, num_envs=1, seed=0)
+    cfg = compose_config(["env=breakout", f"buffer.capacity={150 * num_envs}", f"env.backend={backend}", f"env.maxpool={backend != 'gym'}"])
+    env = make_env(cfg.env, num_envs=num_envs, seed=0)
     replay = make_replay_buffer(cfg.buffer, cfg.env, env)
     assert isinstance(replay, FrameReplay) and replay.frame_stack == 8 and replay.terminal_key == ("next", "end-of-life")
     truth_terminals = []
@@ -208,7 +210,7 @@ def test_real_breakout_stacks_survive_storage():
         _check_every_sampleable_slot(replay, truth, terminal=("next", "end-of-life"))
         truth_terminals.extend(t["next", "end-of-life"].item() for _, t in truth.at.values())
 
-    _collect_into(replay, env, batches=10, steps=40, check=check)  # 400 steps: the 150-frame ring wraps twice
+    _collect_into(replay, env, batches=10, steps=40 * num_envs, check=check)  # 400 steps per game: the 150-frame rings wrap twice
     assert any(truth_terminals)  # lives were lost along the way
     env.close()
 

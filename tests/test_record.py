@@ -175,9 +175,9 @@ def test_video_has_one_annotated_native_frame_per_agent_step(tmp_path):
 
     from rlpipe.record import TEXT_AREA_PX, VIDEO_FPS, record_video
 
-    from rlpipe.envs.atari import screen_rgb
+    from rlpipe.envs.atari import make_atari_env, screen_rgb
 
-    env = make_env(compose_config(["env=breakout"]).env, num_envs=1, seed=0)
+    env = make_atari_env(compose_config(["env=breakout"]).env, num_envs=1, seed=0, with_screen=True)
     rng, screens = np.random.default_rng(0), []
 
     def policy(observation):  # also keeps the colour screen on which each action is chosen

@@ -1,29 +1,36 @@
-"""Atari games (ALE) as TorchRL environments with the DQN preprocessing, as TorchRL transforms.
+"""Atari games (ALE) as TorchRL environments with the DQN preprocessing: any ALE game, two backends.
 
-One environment, in transform order (Mnih et al. 2015, https://www.nature.com/articles/nature14236, and the
-protocol of Machado et al. 2018, https://arxiv.org/abs/1709.06009):
+``env.game`` names the game (``Breakout``, ``Pong``, ``SpaceInvaders``, ``Qbert``, ``Seaquest``, ...; ``python -m
+rlpipe.envs.atari`` lists all of them) and ``env.backend`` how it is played:
 
-- ``GymEnv("ALE/<Game>-v5", frame_skip=4)``: ALE repeats each action for 4 emulator frames (passed explicitly:
-  through TorchRL, ALE's default is 1); sticky actions with ``env.repeat_action_probability``;
-- :class:`NoopFireReset`: a uniform random number of NOOPs in ``[0, env.noop_max]`` after reset, then FIRE, and
-  FIRE again after every lost life, for games that need FIRE to launch play;
-- ``ToTensorImage`` (HWC -> CHW, kept uint8), :class:`AntialiasedResize` to ``84x84`` written as
-  ``"observation"``, ``GrayScale``, and ``CatFrames``: the last ``env.frame_stack`` frames, ``[frame_stack, 84, 84]`` uint8
-  (stacks start with copies of the reset frame);
-- ``EndOfLifeTransform``: ``("next", "end-of-life")`` marks a lost life (episodic life: the learner treats it as
-  terminal while the game goes on);
-- ``StepCounter``, ``RewardSum`` into ``"episode_score"`` (the game score: unshaped, unclipped), then
-  :class:`RewardShaping` (living and life-loss penalties, optional sign clipping) and ``RewardSum`` into
-  ``"episode_reward"`` (what the agent is trained on).
+- ``ale_vector`` (the presets' choice): ale-py's C++ vector env, :class:`~rlpipe.envs.ale_vector.AleVectorEnv`.
+  Frame skip 4 with the max of the last two emulator frames (``env.maxpool``, Mnih et al. 2015), ALE's grayscale,
+  an ``INTER_AREA`` resize to ``84x84``, FIRE then up to ``env.noop_max - 1`` NOOP emulator frames at reset,
+  sticky actions with ``env.repeat_action_probability`` (Machado et al. 2018, https://arxiv.org/abs/1709.06009),
+  an ``env.frame_stack``-frame stack, all in C++ threads.
+- ``gym`` (checkpoints written before ``env.backend`` existed; ``env.parallel``): ``GymEnv("ALE/<Game>-v5",
+  frame_skip=4)`` and TorchRL transforms, in transform order: :class:`NoopFireReset` (up to ``env.noop_max`` NOOP
+  *agent steps* after reset, then FIRE, and FIRE again after every lost life within the agent step), ``ToTensorImage``,
+  :class:`AntialiasedResize` of the RGB screen, ``GrayScale`` (ITU-R 601 weights), ``CatFrames``,
+  ``EndOfLifeTransform``, ``StepCounter``, ``RewardSum`` into ``"episode_score"``, :class:`RewardShaping` and
+  ``RewardSum`` into ``"episode_reward"``. No max-pooling.
 
-Several environments run side by side as a TorchRL ``SerialEnv`` (one process, stepped in turn: the policy
-still acts on the whole batch at once) or, with ``env.parallel=true``, a ``ParallelEnv`` (one process each). On
-the 2-core CI machine ``ParallelEnv`` collected 2 envs at ~300 agent steps/s against ~800 for ``SerialEnv``: its
-per-step inter-process exchange costs more than one emulator step; it pays off with many cores to spare.
+Both write the same keys (``rlpipe.keys``): ``"observation"`` ``[frame_stack, 84, 84]`` uint8 (stacks start with
+copies of the reset frame), ``("next", "end-of-life")`` (a lost life, or the game's end: episodic life for the
+learner while the game goes on), ``"lives"``, ``"step_count"`` (truncated at ``env.max_episode_steps`` agent steps,
+never terminated), ``"episode_score"`` (the game score: unshaped, unclipped), the shaped training ``"reward"`` and
+``"episode_reward"``. The deliberate differences between the backends (README, "Atari: the published protocol"):
+the resize and grayscale formulas, max-pooling, NOOPs counted in emulator frames instead of agent steps with FIRE
+before them, and no automatic FIRE after a lost life (the agent presses FIRE itself, as in ale-py, EnvPool and
+Dopamine).
+
+Several ``gym`` environments run side by side as a TorchRL ``SerialEnv`` (one process) or, with
+``env.parallel=true``, a ``ParallelEnv`` (one process each); ``ale_vector`` steps its games in ale-py's threads.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 
 import ale_py
@@ -31,7 +38,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDictBase
 from torchrl.data import TensorSpec
 from torchrl.envs import (
@@ -55,6 +62,7 @@ from torchrl.envs import (
 from torchrl.envs.utils import step_mdp
 
 from rlpipe.config import ConfigError
+from rlpipe.envs.ale_vector import AleVectorEnv
 from rlpipe.keys import END_OF_LIFE_KEY, EPISODE_SCORE_KEY, OBSERVATION_KEY
 
 gym.register_envs(ale_py)
@@ -168,51 +176,101 @@ class RewardShaping(Transform):
 
 
 def _game(env: EnvBase) -> gym.Env:
-    """The ALE game inside one preprocessed Atari env (TorchRL's ``GymEnv`` keeps it as ``_env``): the one place
-    that reaches into the wrapper; recording and the transforms read the game through the functions below."""
+    """The ALE game inside one preprocessed ``gym``-backend env (TorchRL's ``GymEnv`` keeps it as ``_env``): the one
+    place that reaches into the wrapper; recording and the transforms read the game through the functions below."""
     return env.base_env._env.unwrapped
 
 
 def lives(env: EnvBase) -> int:
     """Lives left in the game of one (unbatched) Atari env."""
-    return _game(env).ale.lives()
+    return int(env.lives()[0]) if isinstance(env, AleVectorEnv) else _game(env).ale.lives()
 
 
 def screen_rgb(env: EnvBase) -> np.ndarray:
-    """The game's current colour screen, ``[210, 160, 3]`` uint8: the raw frame behind the latest observation."""
-    return _game(env).ale.getScreenRGB()
+    """The game's current colour screen, ``[210, 160, 3]`` uint8: the raw frame behind the latest observation
+    (an ``ale_vector`` env made with ``with_screen=True``)."""
+    return env.screen_rgb()[0] if isinstance(env, AleVectorEnv) else _game(env).ale.getScreenRGB()
 
 
 def action_names(env: EnvBase) -> list[str]:
     """The game's name of each action index, e.g. ``["NOOP", "FIRE", "RIGHT", "LEFT"]`` for Breakout."""
-    return list(_game(env).get_action_meanings())
+    return list(env.action_names) if isinstance(env, AleVectorEnv) else list(_game(env).get_action_meanings())
 
 
 def protocol(env_cfg: DictConfig) -> dict[str, object]:
-    """How the game is played and observed, as recordings and results state it."""
+    """How the game is played and observed, as recordings, summaries and results state it."""
+    vector = env_cfg.backend == "ale_vector"
     return {
         "env_id": env_cfg.id,
+        "backend": env_cfg.backend,
         "frame_skip": env_cfg.frame_skip,
         "repeat_action_probability": env_cfg.repeat_action_probability,
         "noop_max": env_cfg.noop_max,
-        "fire_on_reset_and_life_loss": "FIRE pressed by the environment after reset and after a lost life, within the agent step (games with FIRE)",
-        "frame": f"grayscale {env_cfg.screen_size}x{env_cfg.screen_size}, anti-aliased resize of the 210x160 RGB screen",
+        "noop_unit": "emulator frames, after FIRE" if vector else "agent steps, before FIRE",
+        "fire": "FIRE pressed by the environment at reset (games with FIRE); after a lost life the agent presses it" if vector else
+                "FIRE pressed by the environment after reset and after a lost life, within the agent step (games with FIRE)",
+        "frame": (f"ALE grayscale, INTER_AREA resize to {env_cfg.screen_size}x{env_cfg.screen_size}"
+                  + (", max of the last two emulator frames" if env_cfg.maxpool else "")) if vector else
+                 f"grayscale {env_cfg.screen_size}x{env_cfg.screen_size}, anti-aliased resize of the 210x160 RGB screen",
         "frame_stack": env_cfg.frame_stack,
+        "max_episode_steps": env_cfg.max_episode_steps,
     }
 
 
-def make_atari_env(env_cfg: DictConfig, *, num_envs: int, seed: int | None, device: torch.device | str) -> EnvBase:
-    """One preprocessed Atari env, or ``num_envs`` of them batched (``[num_envs]``) serially or in processes."""
-    make_one = functools.partial(_make_one_atari_env, env_cfg, device=device)
+def fixed_start(env_cfg: DictConfig) -> DictConfig:
+    """The env section with neither NOOP starts nor sticky actions: without them an Atari game is deterministic, and a
+    greedy agent plays one and the same game from every start (``eval.greedy_game``, rlpipe's figure before it
+    evaluated under a published protocol)."""
+    return OmegaConf.merge(env_cfg, {"noop_max": 0, "repeat_action_probability": 0.0})
+
+
+def atari_games() -> list[str]:
+    """Every ALE game name ``env.game`` accepts (gymnasium's ``ALE/<Game>-v5`` ids)."""
+    return sorted(name[len("ALE/"):-len("-v5")] for name in gym.registry if name.startswith("ALE/") and name.endswith("-v5"))
+
+
+def rom_id(env_id: str) -> str:
+    """ale-py's ROM id of a gymnasium ALE id (``ALE/SpaceInvaders-v5`` -> ``space_invaders``); an unknown game is a
+    :class:`ConfigError` that says how to list the valid names."""
     try:
+        return gym.spec(env_id).kwargs["game"]
+    except (gym.error.Error, KeyError):
+        game = env_id.removeprefix("ALE/").rsplit("-v", 1)[0]
+        close = difflib.get_close_matches(game, atari_games(), n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise ConfigError(f"env.game={game!r} is not an ALE game{hint}; list the {len(atari_games())} games with: "
+                          f"python -m rlpipe.envs.atari") from None
+
+
+def make_atari_env(
+    env_cfg: DictConfig, *, num_envs: int, seed: int | None, device: torch.device | str = "cpu", with_screen: bool = False
+) -> EnvBase:
+    """One preprocessed Atari env, or ``num_envs`` of them batched (``[num_envs]``).
+
+    Args:
+        env_cfg: the ``env`` section (``conf/env/atari.yaml``).
+        num_envs: games side by side; 1 gives an unbatched env.
+        seed: game ``i`` gets ``seed + i``.
+        device: where the env's tensors live.
+        with_screen: keep the raw colour screen for :func:`screen_rgb` (recording; the ``gym`` backend always can).
+    """
+    rom = rom_id(env_cfg.id)
+    if env_cfg.backend == "ale_vector":
+        env = AleVectorEnv(
+            rom=rom, num_envs=num_envs, batched=num_envs > 1, frame_skip=env_cfg.frame_skip, frame_stack=env_cfg.frame_stack,
+            screen_size=env_cfg.screen_size, maxpool=env_cfg.maxpool, noop_max=env_cfg.noop_max,
+            repeat_action_probability=env_cfg.repeat_action_probability, max_episode_steps=env_cfg.max_episode_steps,
+            living_penalty=env_cfg.living_penalty, life_loss_penalty=env_cfg.life_loss_penalty,
+            clip_reward_to_sign=env_cfg.clip_reward_to_sign, with_screen=with_screen, device=device,
+        )
+    else:
+        make_one = functools.partial(_make_one_atari_env, env_cfg, device=device)
         if num_envs == 1:
             env = make_one()
         elif env_cfg.parallel:
             env = ParallelEnv(num_envs, EnvCreator(make_one))
         else:
             env = SerialEnv(num_envs, make_one)
-    except gym.error.Error as err:
-        raise ConfigError(f"env.id={env_cfg.id!r} is invalid: {err}") from None
     if seed is not None:
         env.set_seed(seed)
     return env
@@ -225,6 +283,8 @@ def _make_one_atari_env(env_cfg: DictConfig, *, device: torch.device | str = "cp
         repeat_action_probability=env_cfg.repeat_action_probability,
         full_action_space=False,
         categorical_action_encoding=True,
+        # ALE's own cap (emulator frames, NOOP and FIRE starts included) lies beyond StepCounter's below
+        max_num_frames_per_episode=(env_cfg.max_episode_steps + env_cfg.noop_max + 2) * env_cfg.frame_skip,
         device=device,
     )
     needs_fire = base._env.unwrapped.get_action_meanings()[FIRE] == "FIRE"
@@ -241,7 +301,7 @@ def _make_one_atari_env(env_cfg: DictConfig, *, device: torch.device | str = "cp
         # done_key="terminated": a lost life or the game's end is terminal; TorchRL's default ("done") would make
         # a time-limit truncation terminal too, and the learner would never bootstrap across it.
         EndOfLifeTransform(eol_key=END_OF_LIFE_KEY, done_key="terminated", eol_attribute="_env.unwrapped.ale.lives"),
-        StepCounter(),
+        StepCounter(max_steps=env_cfg.max_episode_steps),  # truncated (not terminated) at the cap
         RewardSum(in_keys=["reward"], out_keys=[EPISODE_SCORE_KEY]),
         RewardShaping(
             living_penalty=env_cfg.living_penalty,
@@ -251,3 +311,7 @@ def _make_one_atari_env(env_cfg: DictConfig, *, device: torch.device | str = "cp
         RewardSum(),
     ]
     return TransformedEnv(base, Compose(*transforms))
+
+
+if __name__ == "__main__":  # python -m rlpipe.envs.atari: the names env.game accepts
+    print("\n".join(atari_games()))
