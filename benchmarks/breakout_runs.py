@@ -1,4 +1,5 @@
-"""Breakout learning runs: game score against agent steps and wall minutes, from the runs' ``summary.json``.
+"""Atari learning runs (Breakout, Pong, ...): game score against agent steps and wall minutes, from the runs'
+``summary.json``, with the evaluation protocol each run used.
 
 The runs themselves are long (an hour or more on 2 CPU cores) and go in the background, one at a time::
 
@@ -24,15 +25,30 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench_common import RESULTS, current_names, save  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
-BAR = 20.0  # the original project's success criterion: a greedy evaluation mean game score of 20
+from bench_common import RESULTS, current_names, save  # noqa: E402
+from rlpipe.config import validate  # noqa: E402
+from rlpipe.evaluate import evaluation_protocol  # noqa: E402
+
+BAR = 20.0  # the original project's success criterion for Breakout: an evaluation mean game score of 20
+
+
+def protocol_of(summary: dict, config: str) -> dict:
+    """The run's evaluation protocol: its summary's, or for runs from before summaries named it, the one its stored
+    configuration describes (rlpipe.evaluate.evaluation_protocol)."""
+    if "eval/protocol" in summary:
+        return summary["eval/protocol"]
+    cfg = validate(OmegaConf.create(config))
+    return evaluation_protocol(cfg.env, epsilon=cfg.eval.epsilon, episodes=cfg.eval.episodes)
 
 
 def load_run(run_dir: Path) -> dict:
     summary = current_names(json.loads((run_dir / "summary.json").read_text()))
     config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
     return {
+        "env": summary["env"],
+        "protocol": protocol_of(summary, config),
         "run_dir": str(run_dir),
         "finished": summary.get("finished", True),
         "seed": summary["seed"],
@@ -43,7 +59,8 @@ def load_run(run_dir: Path) -> dict:
         "solved_at_step": summary["solved_at_step"],
         "solved_at_seconds": summary["solved_at_seconds"],
         "eval/best_return_mean": summary["eval/best_return_mean"],
-        "evaluations": [{key: e[key] for key in ("step", "eval/return_mean", "eval/return_std", "eval/length_mean", "wall_seconds")}
+        "evaluations": [{key: e[key] for key in ("step", "eval/return_mean", "eval/return_std", "eval/length_mean", "wall_seconds",
+                                                 "eval/greedy_return", "eval/greedy_length") if key in e}
                         for e in summary["evaluations"]],
         "config": config,
         "time_budget": time_budget(run_dir),
@@ -100,19 +117,26 @@ def plot(runs: dict[str, dict], path: Path, title: str) -> None:
         evaluations = run["evaluations"]
         scores = [e["eval/return_mean"] for e in evaluations]
         suffix = "" if run["finished"] else " (cut)"
-        by_steps.plot([e["step"] / 1e3 for e in evaluations], scores, marker="o", markersize=3, label=label + suffix)
+        line, = by_steps.plot([e["step"] / 1e3 for e in evaluations], scores, marker="o", markersize=3, label=label + suffix)
+        greedy = [(e["step"] / 1e3, e["eval/greedy_return"]) for e in evaluations if "eval/greedy_return" in e]
+        if greedy:  # the deterministic greedy game, dotted, in the run's colour
+            by_steps.plot(*zip(*greedy), linestyle=":", linewidth=1, color=line.get_color(), label=f"{label}: greedy game")
         by_minutes.plot([e["wall_seconds"] / 60 for e in evaluations], scores, marker="o", markersize=3, label=label + suffix)
         episode_scores = run["training"]["episode/score"]
         training.plot([step / 1e3 for step, _ in episode_scores], [score for _, score in episode_scores], linewidth=1, label=label)
     training.set_title("training games (exploring), mean per log window", fontsize=9)
     training.set_xlabel("agent steps (thousands)")
     training.grid(alpha=0.3)
+    bars = {run["solved_return"] for run in runs.values() if run["solved_return"] is not None}
     for axis, xlabel in ((by_steps, "agent steps (thousands)"), (by_minutes, "wall minutes on 2 CPU cores")):
-        axis.axhline(BAR, color="grey", linestyle="--", linewidth=1)
+        for bar in bars:
+            axis.axhline(bar, color="grey", linestyle="--", linewidth=1)
         axis.set_xlabel(xlabel)
         axis.grid(alpha=0.3)
     by_minutes.axvline(60, color="grey", linestyle=":", linewidth=1)
-    by_steps.set_ylabel("greedy evaluation: game score")
+    names = {run["protocol"]["name"] + (f", epsilon {run['protocol']['epsilon']:g}" if run["protocol"]["epsilon"] else ", greedy")
+             for run in runs.values()}
+    by_steps.set_ylabel(f"evaluation game score ({'; '.join(sorted(names))})", fontsize=8)
     by_steps.set_ylim(bottom=0)
     by_steps.legend(fontsize=8)
     figure.suptitle(title, fontsize=10)
@@ -128,8 +152,8 @@ def main() -> None:
                         help="results name: benchmarks/results/NAME.json and NAME.png (breakout_runs: breakout_curves.png)")
     parser.add_argument("--title", default="rlpipe DQN on Breakout (env=breakout CPU preset); dashed: the 20-point bar")
     parser.add_argument("--epsilon-eval", action="append", default=[], metavar="LABEL=JSON",
-                        help="the JSON line that `python -m rlpipe.evaluate checkpoint=... eval.episodes=10 eval.epsilon=0.05` "
-                             "printed for a run's checkpoint, saved to a file; added to the results")
+                        help="the JSON line that `python -m rlpipe.evaluate checkpoint=... eval.episodes=30` printed for a run's "
+                             "checkpoint, saved to a file; added to the results")
     args = parser.parse_args()
     runs = {}
     for item in args.runs:
@@ -139,12 +163,18 @@ def main() -> None:
     for item in args.epsilon_eval:
         label, _, path = item.partition("=")
         epsilon_evals[label] = current_names(json.loads(Path(path).read_text()))
-    print("| run | finished | steps | wall min | first evaluation >= 20: step, wall min | best evaluation mean |")
-    print("| --- | --- | ---: | ---: | --- | ---: |")
+    print("| run | game | protocol | finished | steps | wall min | first evaluation >= solved: step, wall min | best evaluation mean |")
+    print("| --- | --- | --- | --- | ---: | ---: | --- | ---: |")
     for label, run in runs.items():
         solved = (f"{run['solved_at_step']:,}, {run['solved_at_seconds'] / 60:.1f}" if run["solved_at_step"] is not None else "not reached")
-        print(f"| {label} | {run['finished']} | {run['steps']:,} | {run['wall_seconds'] / 60:.1f} | {solved} | "
-              f"{run['eval/best_return_mean']:.1f} |")
+        protocol = f"{run['protocol']['name']}, epsilon {run['protocol']['epsilon']:g}, {run['protocol']['episodes']} games"
+        print(f"| {label} | {run['env']} | {protocol} | {run['finished']} | {run['steps']:,} | {run['wall_seconds'] / 60:.1f} | "
+              f"{solved} | {run['eval/best_return_mean']:.1f} |")
+    print("\nEvaluations: step, protocol mean +- std (greedy game from a fixed start, where logged)")
+    for label, run in runs.items():
+        cells = [f"{e['step'] // 1000}k: {e['eval/return_mean']:.1f} +- {e['eval/return_std']:.1f}"
+                 + (f" ({e['eval/greedy_return']:g})" if "eval/greedy_return" in e else "") for e in run["evaluations"]]
+        print(f"- {label}: " + "; ".join(cells))
     print("\nTime budget over each run (share of wall time; ms per agent step): collection = env + acting")
     print("| run | " + " | ".join(STAGES) + " | collection |")
     print("| --- |" + " ---: |" * (len(STAGES) + 1))
@@ -154,7 +184,7 @@ def main() -> None:
         collection = budget["env"]["fraction"] + budget["acting"]["fraction"]
         print(f"| {label} | " + " | ".join(cells) + f" | {collection:.1%} |")
     if epsilon_evals:
-        print("\nEvaluations of a checkpoint with 5% random actions (10 games)")
+        print("\nEvaluations of a checkpoint (rlpipe.evaluate)")
         print("| run | checkpoint step | mean +- std | games |")
         print("| --- | ---: | ---: | --- |")
         for label, result in epsilon_evals.items():
