@@ -89,6 +89,19 @@ def machine() -> dict[str, object]:
     }
 
 
+def versions() -> dict[str, str]:
+    """The versions of the libraries that set what a figure measures."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("torch", "torchrl", "tensordict", "gymnasium", "ale-py", "numpy"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
 def commit() -> str:
     """The checkout's commit, with ``-dirty`` when files differ from it."""
     def git(*args: str) -> str:
@@ -123,7 +136,8 @@ def save(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     payload = {"benchmark": name, "command": " ".join(["python", *sys.argv]), "commit": commit(),
-               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(), **payload}
+               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(),
+               "versions": versions(), **payload}
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {path.relative_to(REPO)}")
     return path

@@ -58,7 +58,7 @@ def trial(index: int, workdir: Path, rng: random.Random) -> dict:
                                stderr=subprocess.PIPE, text=True, env=env)
     log = run_dir / "train.log"
     while process.poll() is None and "training " not in (log.read_text() if log.is_file() else ""):
-        time.sleep(0.1)  # "mid-run": the signal comes once the run has started training (see the README)
+        time.sleep(0.1)  # "mid-run": the signal comes once the run has started training (docs/results/reliability.md)
     time.sleep(delay_s)
     stopped_early = process.poll() is None
     if stopped_early:

@@ -78,7 +78,9 @@ class FrameReplay:
         num_streams: environments whose transitions arrive side by side (the collector's ``[E, T]`` batches).
         frame_shape: ``(H, W)`` of one frame.
         frame_stack: ``N``, frames per observation.
-        alpha, beta, priority_eps: prioritized sampling (``alpha=0, beta=0`` samples uniformly).
+        alpha: the priority exponent (``alpha=0, beta=0`` samples uniformly).
+        beta: the importance-sampling exponent.
+        priority_eps: added to every priority.
         n_step: transitions summed into one sampled transition (1: plain one-step transitions).
         gamma: the discount of the n-step reward sum (unused with ``n_step=1``).
         terminal_key: the collected key that the learner treats as terminal (``("next", "end-of-life")`` with

@@ -127,9 +127,10 @@ def make_replay_buffer(
         buffer_cfg: the ``buffer`` config section.
         env_cfg: the ``env`` config section (its kind and terminal convention).
         env: the training env; the frame layout and the number of streams come from its specs and batch size.
-        n_step, gamma: n-step returns (``train.n_step``, ``train.gamma``; Sutton 1988, as in Rainbow): a stored
-            transition's reward is the discounted sum over up to ``n_step`` agent steps, its next observation the
-            one after them, and ``steps_to_next_obs`` how many they were (fewer where the episode ends first).
+        n_step: n-step returns (``train.n_step``; Sutton 1988, as in Rainbow): a stored transition's reward is the
+            discounted sum over up to ``n_step`` agent steps, its next observation the one after them, and
+            ``steps_to_next_obs`` how many they were (fewer where the episode ends first).
+        gamma: the discount of that sum (``train.gamma``).
             Each collect must hold more than ``n_step`` steps per env (the configuration checks).
         scratch: the run's directory for memory-mapped storage (:func:`make_replay_scratch`); ``None`` keeps the
             memory in RAM.

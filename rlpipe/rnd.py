@@ -13,7 +13,7 @@ buffer: ``exploration=rnd``.
   door and key positions). In a procedurally generated task the predictor's error on the whole observation is
   largest on the layout, drawn anew every episode and not chosen by the agent, so every step of a new episode,
   standing still included, earns about the same bonus (our reading of the benchmark, where the greedy
-  exploration agent stood still: README, "RND: does it explore?"); on the agent state, novelty is where the agent
+  exploration agent stood still: docs/lab-notes/2026-11-22-doorkey-rnd.md); on the agent state, novelty is where the agent
   has rarely been and what it has rarely done (key carried, door open).
 - **Episodic restriction** (``exploration.episodic_novelty=true``; the "ERIR" of NovelD, Zhang et al. 2021,
   https://arxiv.org/abs/2110.05787): a transition earns its intrinsic reward only if its next observation is the
@@ -41,7 +41,7 @@ buffer: ``exploration=rnd``.
   (:class:`SharedActing`; same epsilon), otherwise by the exploration agent. A learner that never acts is never
   shown the outcome of the actions it prefers where the actor does not take them, so its greedy policy can keep
   overestimated actions, for example walking into a loop (the *tandem effect*: Ostrovski et al. 2021,
-  https://arxiv.org/abs/2110.14020, and README "RND: does it explore?" for the measurement).
+  https://arxiv.org/abs/2110.14020, and docs/results/doorkey-rnd.md for the measurement).
 
 What comes from TorchRL and what does not:
 

@@ -45,8 +45,8 @@ def resolve_precision(name: Literal["auto", "fp32", "bf16"], device: torch.devic
     """The dtype the Q-network computes in (``train.precision``); the weights, TD targets and loss stay fp32.
 
     ``auto`` picks bf16 only where it is known to pay: CUDA devices with bf16, and CPUs with AMX tiles (on a 2-core
-    CPU with AVX512-BF16 but no AMX, bf16 autocast made the Nature-CNN update slower than fp32: see the README's
-    learner benchmark). ``bf16`` asks for it wherever the hardware can run it at all, and falls back to fp32 with a
+    CPU with AVX512-BF16 but no AMX, bf16 autocast made the Nature-CNN update slower than fp32: see
+    docs/results/learner-throughput.md). ``bf16`` asks for it wherever the hardware can run it at all, and falls back to fp32 with a
     warning where it cannot.
     """
     if name == "fp32":

@@ -19,7 +19,7 @@ from conftest import REPO, compose_config, run_module
 from rlpipe.config import ConfigError, validate
 from rlpipe.envs import make_env
 from rlpipe.envs.ale_vector import AleVectorEnv
-from rlpipe.envs.atari import NoopFireReset, atari_games, make_atari_env, rom_id, screen_rgb
+from rlpipe.envs.atari import GREEDY_GAME_MAX_STEPS, NoopFireReset, atari_games, fixed_start, make_atari_env, rom_id, screen_rgb
 from rlpipe.evaluate import evaluate_policy, evaluation_protocol
 from rlpipe.frame_replay import FrameReplay
 from rlpipe.keys import END_OF_LIFE_KEY, EPISODE_SCORE_KEY, OBSERVATION_KEY, TRANSITION_KEYS
@@ -76,6 +76,14 @@ def test_presets_name_their_protocol():
     assert (sticky.env.repeat_action_probability, sticky.env.noop_max, sticky.eval.epsilon) == (0.25, 0, 0.001)
     assert evaluation_protocol(sticky.env, epsilon=0.001, episodes=10)["name"] == "sticky_actions"
     assert evaluation_protocol(compose_config([]).env, epsilon=0.0, episodes=20)["name"] == "seeded_resets"
+
+
+def test_the_greedy_game_starts_fixed_and_is_cut():
+    sticky = compose_config(["env=breakout", "protocol=sticky_actions"]).env
+    fixed = fixed_start(sticky)
+    assert (fixed.noop_max, fixed.repeat_action_probability, fixed.max_episode_steps) == (0, 0.0, GREEDY_GAME_MAX_STEPS)
+    assert fixed_start(_breakout("env.max_episode_steps=500")).max_episode_steps == 500
+    assert evaluation_protocol(fixed, epsilon=0.0, episodes=1)["name"] == "fixed_start"
 
 
 def test_a_checkpoint_from_before_the_backends_keeps_the_gym_backend():

@@ -63,7 +63,9 @@ class AleVectorEnv(EnvBase):
             FIRE or ``k`` without, for ``k`` uniform in ``[0, noop_max - 1]``.
         repeat_action_probability: sticky actions (per emulator frame; Machado et al. 2018).
         max_episode_steps: agent steps after which an episode is truncated.
-        living_penalty, life_loss_penalty, clip_reward_to_sign: the training reward's shaping.
+        living_penalty: added to the training reward every agent step.
+        life_loss_penalty: added to the training reward when a life is lost.
+        clip_reward_to_sign: train on the sign of the shaped reward.
         fire_reset: press FIRE at reset, for games whose action 1 is FIRE.
         num_threads: C++ worker threads (default: one per game, at most one per CPU core).
         with_screen: keep the raw colour screen of each game (:meth:`screen_rgb`), through a second vector env.

@@ -19,7 +19,7 @@ Both write the same keys (``rlpipe.keys``): ``"observation"`` ``[frame_stack, 84
 copies of the reset frame), ``("next", "end-of-life")`` (a lost life, or the game's end: episodic life for the
 learner while the game goes on), ``"lives"``, ``"step_count"`` (truncated at ``env.max_episode_steps`` agent steps,
 never terminated), ``"episode_score"`` (the game score: unshaped, unclipped), the shaped training ``"reward"`` and
-``"episode_reward"``. The deliberate differences between the backends (README, "Atari: the published protocol"):
+``"episode_reward"``. The deliberate differences between the backends (docs/guide/atari.md):
 the resize and grayscale formulas, max-pooling, NOOPs counted in emulator frames instead of agent steps with FIRE
 before them, and no automatic FIRE after a lost life (the agent presses FIRE itself, as in ale-py, EnvPool and
 Dopamine).
@@ -217,11 +217,17 @@ def protocol(env_cfg: DictConfig) -> dict[str, object]:
     }
 
 
+GREEDY_GAME_MAX_STEPS = 10_000  # agent steps: a greedy agent that never presses FIRE after a lost life stalls until cut
+
+
 def fixed_start(env_cfg: DictConfig) -> DictConfig:
     """The env section with neither NOOP starts nor sticky actions: without them an Atari game is deterministic, and a
     greedy agent plays one and the same game from every start (``eval.greedy_game``, rlpipe's figure before it
-    evaluated under a published protocol)."""
-    return OmegaConf.merge(env_cfg, {"noop_max": 0, "repeat_action_probability": 0.0})
+    evaluated under a published protocol). Its games are cut at ``GREEDY_GAME_MAX_STEPS`` agent steps: a greedy
+    agent that waits for the ball after a lost life (``env.backend=ale_vector`` presses no FIRE for it) would
+    otherwise play until ``env.max_episode_steps``, 27,000 steps by default, at every evaluation."""
+    cap = min(env_cfg.max_episode_steps, GREEDY_GAME_MAX_STEPS)
+    return OmegaConf.merge(env_cfg, {"noop_max": 0, "repeat_action_probability": 0.0, "max_episode_steps": cap})
 
 
 def atari_games() -> list[str]:

@@ -17,7 +17,7 @@ def make_classic_env(env_cfg: DictConfig, *, num_envs: int, seed: int | None, de
     One environment is a plain ``GymEnv``. Several are one gymnasium vector env with autoreset disabled: TorchRL
     then resets finished sub-environments itself (partial resets), so the last transition of every episode keeps
     its true next observation. ``SyncVectorEnv`` steps them in turn in this process; with ``env.parallel``,
-    ``AsyncVectorEnv`` steps each in a worker process of its own (README, "Scale-out" says when that pays).
+    ``AsyncVectorEnv`` steps each in a worker process of its own (docs/results/scale-out.md says when that pays).
     """
     try:
         if num_envs == 1:
