@@ -43,9 +43,8 @@ from torch import nn
 
 from bench_common import compose_config, interleaved_medians, paired_ratio, rate, save
 from rlpipe.envs import make_env, transition_keys
-from rlpipe.learner import make_learner
+from rlpipe.run import learning_phase, make_agents
 from rlpipe.models import ACTIVATIONS, BytesToUnit, make_q_network
-from rlpipe.keys import INDEX_KEY
 from rlpipe.replay import make_replay_buffer
 from rlpipe.runtime import resolve_precision
 
@@ -186,7 +185,7 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
     env = make_env(cfg.env)
     device = torch.device("cpu")
     precision = resolve_precision(cfg.train.precision, device)
-    learner = make_learner(cfg, lambda: make_q_network(cfg.model, env, device, precision=precision),
+    learner = make_agents(cfg.train, cfg.exploration, lambda: make_q_network(cfg.model, env, device, precision=precision),
                            transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,
                            num_envs=1, device=device, total_updates=1_000_000)
     novelty_key = getattr(learner, "novelty_key", ("next", "observation"))  # RND's input (DoorKey: the agent state)
@@ -203,13 +202,10 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
     replay.extend(data)
     batch_size, prioritized = cfg.train.batch_size, cfg.buffer.kind == "prioritized"
 
-    def phase() -> None:  # as rlpipe/train.py's learning phase: one draw, Learner.learn, one priority write
+    def phase() -> None:  # rlpipe/train.py's learning phase itself: one draw, the updates, the finite check, priorities
         if collect is not None:
             learner.observe(collect)
-        block = replay.sample(updates_per_phase * batch_size)
-        learned = learner.learn(block)
-        if prioritized:
-            replay.update_priority(block.get(INDEX_KEY), learned.priorities)
+        learning_phase(replay, learner, n_updates=updates_per_phase, batch_size=batch_size, prioritized=prioritized)
 
     phase()  # the first call compiles
     return phase

@@ -19,7 +19,8 @@ from hydra import compose, initialize_config_dir
 
 from rlpipe.envs.atari import protocol
 from rlpipe.loggers import _gif_summary
-from rlpipe.record import make_recording_source, record_dataset, record_video
+from rlpipe.record import record_dataset, record_video
+from rlpipe.record.cli import make_recording_source
 
 
 def measure(cfg, *, write: bool) -> dict:

@@ -2,7 +2,7 @@
 ``exploration=rnd`` (two agents, the RND predictor, and the look at each collect that keeps RND's statistics).
 
 Each mode is ``rlpipe/train.py``'s learning phase built by the package's factories (``benchmarks/learner_throughput.py``'s
-``rlpipe_phase``: ``make_learner``, the preset's replay memory filled with synthetic transitions, one draw of K
+``rlpipe_phase``: ``make_agents``, the preset's replay memory filled with synthetic transitions, one draw of K
 minibatches per phase, ``learn``, one priority write), preceded by ``observe`` on a collect of the preset's
 ``train.steps_per_collect`` transitions. One process per mode (as in training: compiled updates in one process
 share Dynamo's caches); the median of ``--rounds`` timings.

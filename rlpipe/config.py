@@ -122,6 +122,12 @@ class EvalConfig:
     epsilon: float = _key(between(0.0, 1.0), default=0.0)
     greedy_game: bool = _key(default=False)  # (default: checkpoints written before it existed)
 
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        if cfg.eval.greedy_game and cfg.env.kind != "atari":
+            raise ConfigError(f"eval.greedy_game=true is invalid with env={cfg.env.name}: the greedy game from a fixed start is "
+                              f"an Atari figure (a deterministic game without NOOP starts and sticky actions); expected false")
+
 
 @dataclass
 class RecordConfig:  # defaults: checkpoints written before the section existed
@@ -131,6 +137,12 @@ class RecordConfig:  # defaults: checkpoints written before the section existed
     output_dir: Optional[str] = _key(default=None)
     max_steps_per_episode: int = _key(at_least(1), default=4_500)
     validation_fraction: float = _key(Rule(lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"), default=0.1)
+
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        if (cfg.record.dataset or cfg.record.video) and cfg.env.kind != "atari":
+            switch = "record.dataset" if cfg.record.dataset else "record.video"
+            raise ConfigError(f"{switch}=true is invalid with env={cfg.env.name}: gameplay recording needs an Atari game")
 
 
 @dataclass
@@ -172,6 +184,18 @@ class AtariEnvConfig:
     life_loss_penalty: float = _key(Rule(lambda v: v <= 0, "a number <= 0 (0 switches it off)"))
     clip_reward_to_sign: bool = _key()
 
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        env = cfg.env
+        if env.game is not None and env.id != f"ALE/{env.game}-v5":
+            raise ConfigError(f"env.id={env.id} does not name env.game={env.game}: set env.game (env.id follows it as "
+                              f"ALE/<game>-v5)")
+        if env.backend == "gym" and env.maxpool:
+            raise ConfigError("env.maxpool=true is invalid with env.backend=gym: only the ale_vector backend max-pools frames")
+        if env.backend == "ale_vector" and env.parallel:
+            raise ConfigError("env.parallel=true is invalid with env.backend=ale_vector: its games already run in ale-py's "
+                              "C++ threads; expected false (env.parallel is for env.backend=gym)")
+
 
 @dataclass
 class DoorKeyEnvConfig:
@@ -187,6 +211,14 @@ class DoorKeyEnvConfig:
     decision_penalty: float = _key(Rule(lambda v: v <= 0, "a number <= 0 (0 switches it off)"))
     max_decisions: Optional[int] = _key(Rule(lambda v: v is None or v >= 1, "null or a number >= 1"), default=None)
     view: str = _key(one_of("full", "egocentric"), default="full")  # default: checkpoints written before it existed
+
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        if cfg.env.view != "full" and cfg.env.id != "rlpipe/DoorKeyPrimitive-v0":
+            raise ConfigError(
+                f"env.view={cfg.env.view} is invalid with env={cfg.env.name}: the skills env observes the full grid "
+                f"(its skills plan on it); expected full, or env=doorkey_primitive"
+            )
 
 
 @dataclass
@@ -216,6 +248,16 @@ class EGreedyConfig:
     annealing: str = _key(one_of("linear", "exponential"))
     annealing_steps: int = _key(at_least(1))
 
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        exploration = cfg.exploration
+        if exploration.eps_final > exploration.eps_init:
+            raise ConfigError(
+                f"exploration.eps_final={exploration.eps_final} is invalid: expected at most exploration.eps_init={exploration.eps_init}"
+            )
+        if exploration.annealing == "exponential" and exploration.eps_final <= 0:
+            raise ConfigError("exploration.eps_final=0 is invalid with annealing=exponential: expected a number > 0")
+
 
 @dataclass
 class TemperatureConfig:
@@ -224,6 +266,15 @@ class TemperatureConfig:
     temperature_final: float = _key(positive())
     decay_per_episode: float = _key(Rule(lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"))
     decay_slowdown: float = _key(positive())
+
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        exploration = cfg.exploration
+        if exploration.temperature_final > exploration.temperature_init:
+            raise ConfigError(
+                f"exploration.temperature_final={exploration.temperature_final} is invalid: expected at most "
+                f"exploration.temperature_init={exploration.temperature_init}"
+            )
 
 
 @dataclass
@@ -246,6 +297,24 @@ class RndConfig(EGreedyConfig):  # the exploration agent acts epsilon-greedy: eg
     rnd_hidden_sizes: list[int] = _key(Rule(lambda v: len(v) > 0 and all(n >= 1 for n in v), "a non-empty list of sizes >= 1"))
     rnd_feature_size: int = _key(at_least(1))
 
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        exploration = cfg.exploration
+        if exploration.novelty_input == "agent_state" and cfg.env.kind != "doorkey":
+            raise ConfigError(
+                f"exploration.novelty_input=agent_state is invalid with env={cfg.env.name}: only the DoorKey envs "
+                f"observe an agent state apart from the layout; expected observation"
+            )
+        if exploration.episodic_novelty and cfg.env.kind != "doorkey":
+            raise ConfigError(
+                f"exploration.episodic_novelty=true is invalid with env={cfg.env.name}: it rewards exact first visits of an "
+                f"observation within an episode, which continuous states and frames almost never repeat (DoorKey's grid "
+                f"observations do); expected false"
+            )
+        EGreedyConfig.check(cfg)  # the exploration agent acts epsilon-greedy
+        if exploration.alpha_schedule == "exponential" and min(exploration.alpha_init, exploration.alpha_final) <= 0:
+            raise ConfigError("exploration.alpha_init and alpha_final must be > 0 with alpha_schedule=exponential")
+
 
 _STORAGE = one_of("memory", "memmap")
 
@@ -261,6 +330,11 @@ class PrioritizedBufferConfig:
     storage: str = _key(_STORAGE)
     memmap_dir: Optional[str] = _key(default=None)
     keep_memmap_files: bool = _key(default=False)
+
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        if cfg.buffer.beta_final < cfg.buffer.beta_init:
+            raise ConfigError(f"buffer.beta_final={cfg.buffer.beta_final} is invalid: expected at least buffer.beta_init={cfg.buffer.beta_init}")
 
 
 @dataclass
@@ -358,7 +432,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise ConfigError(f"resume={resume!r} is invalid: expected a path to a checkpoint, or null")
 
     checked = OmegaConf.create({**typed, "resume": resume})
-    _check_cross_constraints(checked)
+    _check_cross_constraints(checked, schemas)
     OmegaConf.set_readonly(checked, True)
     return checked
 
@@ -382,8 +456,10 @@ def _check_rules(node: DictConfig, schema: type, prefix: str) -> None:
             raise ConfigError(f"{prefix}{f.name}={plain!r} is invalid: expected {rule.allowed}")
 
 
-def _check_cross_constraints(cfg: DictConfig) -> None:
-    train, exploration, buffer = cfg.train, cfg.exploration, cfg.buffer
+def _check_cross_constraints(cfg: DictConfig, schemas: dict[str, type]) -> None:
+    """The checks that tie keys of several sections together: the run's own here, then each chosen family's
+    (a schema's ``check``, beside its keys)."""
+    train, buffer = cfg.train, cfg.buffer
     if train.init_random_steps >= train.total_steps:
         raise ConfigError(
             f"train.total_steps={train.total_steps} is too short for train.init_random_steps={train.init_random_steps} "
@@ -399,11 +475,6 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
                           f"{cfg.env.num_envs} (every env takes the same number of steps)")
     if train.batch_size > buffer.capacity:
         raise ConfigError(f"train.batch_size={train.batch_size} is invalid: expected at most buffer.capacity={buffer.capacity}")
-    if exploration.kind == "temperature" and exploration.temperature_final > exploration.temperature_init:
-        raise ConfigError(
-            f"exploration.temperature_final={exploration.temperature_final} is invalid: expected at most "
-            f"exploration.temperature_init={exploration.temperature_init}"
-        )
     model_for_pixels = cfg.model.kind == "nature_cnn"
     if model_for_pixels != (cfg.env.kind == "atari"):
         raise ConfigError(
@@ -417,122 +488,11 @@ def _check_cross_constraints(cfg: DictConfig) -> None:
             f"so each collect must hold more than n_step steps per env; expected n_step < "
             f"{train.steps_per_collect // cfg.env.num_envs} or a larger train.steps_per_collect"
         )
-    if cfg.env.kind == "doorkey" and cfg.env.view != "full" and cfg.env.id != "rlpipe/DoorKeyPrimitive-v0":
-        raise ConfigError(
-            f"env.view={cfg.env.view} is invalid with env={cfg.env.name}: the skills env observes the full grid "
-            f"(its skills plan on it); expected full, or env=doorkey_primitive"
-        )
-    if exploration.kind == "rnd" and exploration.novelty_input == "agent_state" and cfg.env.kind != "doorkey":
-        raise ConfigError(
-            f"exploration.novelty_input=agent_state is invalid with env={cfg.env.name}: only the DoorKey envs "
-            f"observe an agent state apart from the layout; expected observation"
-        )
-    if exploration.kind == "rnd" and exploration.episodic_novelty and cfg.env.kind != "doorkey":
-        raise ConfigError(
-            f"exploration.episodic_novelty=true is invalid with env={cfg.env.name}: it rewards exact first visits of an "
-            f"observation within an episode, which continuous states and frames almost never repeat (DoorKey's grid "
-            f"observations do); expected false"
-        )
-    if exploration.kind in ("egreedy", "rnd"):  # (rnd: the exploration agent's epsilon)
-        if exploration.eps_final > exploration.eps_init:
-            raise ConfigError(
-                f"exploration.eps_final={exploration.eps_final} is invalid: expected at most exploration.eps_init={exploration.eps_init}"
-            )
-        if exploration.annealing == "exponential" and exploration.eps_final <= 0:
-            raise ConfigError("exploration.eps_final=0 is invalid with annealing=exponential: expected a number > 0")
-    if exploration.kind == "rnd" and exploration.alpha_schedule == "exponential" and min(exploration.alpha_init, exploration.alpha_final) <= 0:
-        raise ConfigError("exploration.alpha_init and alpha_final must be > 0 with alpha_schedule=exponential")
-    if cfg.env.kind == "atari":
-        _check_atari(cfg.env)
-    if cfg.eval.greedy_game and cfg.env.kind != "atari":
-        raise ConfigError(f"eval.greedy_game=true is invalid with env={cfg.env.name}: the greedy game from a fixed start is an "
-                          f"Atari figure (a deterministic game without NOOP starts and sticky actions); expected false")
-    if (cfg.record.dataset or cfg.record.video) and cfg.env.kind != "atari":
-        switch = "record.dataset" if cfg.record.dataset else "record.video"
-        raise ConfigError(f"{switch}=true is invalid with env={cfg.env.name}: gameplay recording needs an Atari game")
-    if buffer.kind == "prioritized" and buffer.beta_final < buffer.beta_init:
-        raise ConfigError(f"buffer.beta_final={buffer.beta_final} is invalid: expected at least buffer.beta_init={buffer.beta_init}")
+    for section in ("env", "exploration", "buffer", "eval", "record"):
+        check = getattr(schemas[section], "check", None)
+        if check is not None:
+            check(cfg)
 
-
-def _check_atari(env: DictConfig) -> None:
-    if env.game is not None and env.id != f"ALE/{env.game}-v5":
-        raise ConfigError(f"env.id={env.id} does not name env.game={env.game}: set env.game (env.id follows it as "
-                          f"ALE/<game>-v5)")
-    if env.backend == "gym" and env.maxpool:
-        raise ConfigError("env.maxpool=true is invalid with env.backend=gym: only the ale_vector backend max-pools frames")
-    if env.backend == "ale_vector" and env.parallel:
-        raise ConfigError("env.parallel=true is invalid with env.backend=ale_vector: its games already run in ale-py's "
-                          "C++ threads; expected false (env.parallel is for env.backend=gym)")
-
-
-# ---------------------------------------------------------------------------------------------------- resume
-
-# What a resumed run cannot change: these pieces come back from the checkpoint as they were (prefixes of keys).
-_FIXED_ON_RESUME = {
-    "env": "the environment's layout and the replay buffer come from the checkpoint",
-    "model": "the network's weights come from the checkpoint",
-    "exploration": "the exploration module's state comes from the checkpoint",
-    "buffer": "the replay buffer comes from the checkpoint",
-    "train.seed": "the random-number states come from the checkpoint",
-    "train.n_step": "the replay buffer stores transitions for the stored n-step setting",
-    "train.adam_eps": "the optimizer's state (Adam's epsilon included) comes from the checkpoint",
-    "train.lr_schedule": "the learning-rate schedule's state comes from the checkpoint",
-    "train.lr_final": "the learning-rate schedule's state comes from the checkpoint",
-    "train.target_update": "the target network's update rule is part of the stored state",
-}
-# ... except where the buffer lives on disk, which a resumed run may choose anew, and the reporting threshold.
-_FREE_ON_RESUME = ("buffer.storage", "buffer.memmap_dir", "buffer.keep_memmap_files", "env.solved_return", "env.solved_success_rate",
-                   "env.parallel")
-
-
-def resumed_config(stored: dict[str, Any], cfg: DictConfig, overrides: list[str] | tuple[str, ...]) -> DictConfig:
-    """The configuration of a resumed run: the checkpoint's, with this command line's overrides applied where they
-    can be, refused with a :class:`ConfigError` naming the key where they cannot.
-
-    A resumed run needs no overrides: every key the command line did not set takes the checkpoint's value. A key it
-    did set (``train.total_steps=...``, or a group such as ``logger=tensorboard``) is applied when the loop reads it
-    afresh (step budget, time limit, evaluation, checkpoints, logging, device, compile, precision, batch size,
-    update ratio, target period, the learning rate of a constant schedule); a key whose state comes back from the
-    checkpoint (``_FIXED_ON_RESUME``: env, model, exploration, buffer, seed, n-step, Adam epsilon, the
-    learning-rate schedule) is refused when its value differs. A resumed run so never records a value it does not use.
-
-    Args:
-        stored: the checkpoint's configuration.
-        cfg: the configuration composed from this command line (not yet validated: its values for keys the command
-            line did not set are the defaults, and need not fit the checkpoint's).
-        overrides: this command line's overrides (``key=value`` and ``group=option``), as Hydra lists them.
-    """
-    old = leaves(OmegaConf.to_container(validate(OmegaConf.create(stored)), resolve=True))
-    new = leaves(OmegaConf.to_container(cfg, resolve=True))
-    explicit = [override.lstrip("+~").split("=", 1)[0] for override in overrides]
-    schedule = old.get("train.lr_schedule")
-    merged, refused, reasons = dict(old), [], {}
-    for key in sorted(set(old) | set(new)):
-        if key == "resume":
-            merged[key] = new.get(key)
-            continue
-        if old.get(key) == new.get(key) or not any(key == name or key.startswith(name + ".") for name in explicit):
-            continue  # unchanged, or not set on this command line: the checkpoint's value stands
-        reason = next((why for prefix, why in _FIXED_ON_RESUME.items() if key == prefix or key.startswith(prefix + ".")), None)
-        if key in _FREE_ON_RESUME:
-            reason = None
-        if key in ("train.lr", "train.total_steps") and schedule != "constant":
-            reason = f"the {schedule} learning-rate schedule's state (its length and base rate) comes from the checkpoint"
-        if reason is not None:
-            refused.append(key)
-            reasons[key] = reason
-        elif key in new:
-            merged[key] = new[key]
-        else:  # a key of the stored family that the new one lacks (e.g. logger=wandb -> logger=csv)
-            merged.pop(key, None)
-    if refused:
-        # Name the key that says most: a group's kind (buffer=uniform changes buffer.kind, and drops buffer.alpha),
-        # then a key both configurations have.
-        key = min(refused, key=lambda k: (not k.endswith(".kind"), k not in old or k not in new, k))
-        more = f"; also {len(refused) - 1} more key(s)" if len(refused) > 1 else ""
-        raise ConfigError(f"cannot change {key}={new.get(key)!r} (the checkpoint has {old.get(key)!r}: {reasons[key]}) "
-                          f"when resuming{more}; drop the override or start a new run")
-    return validate(OmegaConf.create(_tree(merged)))
 
 
 def leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -544,18 +504,3 @@ def leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:  # (an empty section, e.g. logger.csv: {}, is a value: it switches the CSV logger on)
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def _tree(flat: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`leaves`."""
-    tree: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parents, name = key.split(".")
-        node = tree
-        for parent in parents:
-            if not isinstance(node.get(parent), dict):  # (a section off in one config, e.g. logger.wandb: null)
-                node[parent] = {}
-            node = node[parent]
-        if not (value is None and isinstance(node.get(name), dict)):  # a section's keys outweigh its null
-            node[name] = value
-    return tree

@@ -12,10 +12,7 @@ EPISODE_PRIMITIVE_STEPS_KEY = "episode_primitive_steps"  # primitive actions in 
 
 REWARD_KEY = ("next", "reward")  # the env's (extrinsic) reward of a transition
 TERMINATED_KEY = ("next", "terminated")  # the transition ends its episode at a terminal state: no bootstrap
-COMBINED_REWARD_KEY = ("next", "combined_reward")  # RND: (1 - alpha) * extrinsic + alpha * intrinsic, set at sampling time
-INTRINSIC_REWARD_KEY = ("next", "intrinsic_reward")  # RND: the predictor's normalised error on the next novelty input
-FIRST_VISIT_KEY = ("next", "first_visit")  # RND (episodic_novelty): the next observation is new within its episode
-NEVER_TERMINATED_KEY = ("next", "never_terminated")  # RND (explorer_episodic=false): all False, set at sampling time
+# (an agent may bring keys of its own: RND's are in rlpipe.rnd)
 
 # What a stored transition holds, field by field: the replay buffers store these and the learner reads them. A
 # learner reads its reward and terminal flag from its own keys (``rlpipe.learner.Learner(reward_key=,

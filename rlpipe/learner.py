@@ -8,28 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from omegaconf import DictConfig
 from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler
-from torchrl.data import Composite
 from torchrl.modules import QValueActor
 from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
 
-from rlpipe.keys import (
-    COMBINED_REWARD_KEY,
-    NEVER_TERMINATED_KEY,
-    PRIORITY_WEIGHT_KEY,
-    REWARD_KEY,
-    STEPS_TO_NEXT_OBS_KEY,
-    TERMINATED_KEY,
-    TRANSITION_KEYS,
-)
-
-if TYPE_CHECKING:
-    from rlpipe.rnd import RNDLearner
+from rlpipe.keys import PRIORITY_WEIGHT_KEY, REWARD_KEY, STEPS_TO_NEXT_OBS_KEY, TERMINATED_KEY, TRANSITION_KEYS
 
 
 def make_loss(
@@ -231,7 +220,7 @@ class Learner:
         reward_key: the reward this learner learns from, in place of the transition's ``("next", "reward")``
             (``rlpipe.keys.TRANSITION_FIELDS``); the other fields are read as stored.
         terminated_key: the flag that stops this learner's bootstrap, in place of ``("next", "terminated")``
-            (RND's non-episodic exploration agent: ``NEVER_TERMINATED_KEY``, which its caller sets to all False).
+            (RND's non-episodic exploration agent reads a flag its caller sets to all False).
     """
 
     def __init__(
@@ -320,46 +309,42 @@ class Learner:
         }
 
 
+class Agents(Protocol):
+    """What the training loop needs of the agent(s) it trains: :class:`Learner` is one agent; ``rlpipe.rnd.RNDLearner``
+    is two agents and RND behind the same interface. ``rlpipe.run`` picks the builder by ``exploration.kind``."""
+
+    q_network: QValueActor  # the agent that is evaluated, recorded and checkpointed as best.pt
+    lr_scheduler: LRScheduler | None  # its learning-rate schedule (None: constant)
+    stored_keys: tuple  # what the replay stores beyond the env's transition keys
+    progress_names: tuple[str, ...]  # metrics the progress bar shows beyond the loop's own
+
+    @property
+    def acting_network(self) -> TensorDictModuleBase: ...  # what the collector's policy acts with
+
+    def observe(self, batch: TensorDictBase) -> None: ...  # each collect, before it is stored
+
+    def schedule(self, step: int) -> None: ...  # schedules kept by the agents, at the agent-step counter
+
+    def learn(self, block: TensorDict) -> PhaseResult: ...  # one learning phase on a sampled block
+
+    def metrics(self, block: TensorDictBase | None) -> dict[str, float]: ...  # logged every log interval
+
+    def pieces(self) -> dict[str, Any]: ...  # the stateful pieces a checkpoint stores, by name
+
+    def set_lr(self, lr: float) -> None: ...  # a resumed run's constant learning rate
+
+
 def make_learner(
-    cfg: DictConfig, make_network: Callable[[], QValueActor], *, transition_keys: tuple,
-    observation_spec: Composite, num_envs: int, device: torch.device, total_updates: int,
-) -> Learner | RNDLearner:
-    """One agent (:class:`Learner`), or with ``exploration=rnd`` two agents and RND (``rlpipe.rnd.RNDLearner``).
-    Either way ``learner.q_network`` is the agent that is evaluated and checkpointed as ``best.pt``.
+    train_cfg: DictConfig, make_network: Callable[[], QValueActor], *, transition_keys: tuple, device: torch.device,
+    total_updates: int,
+) -> Learner:
+    """One agent learning from the env's reward (``exploration`` other than ``rnd``).
 
     Args:
-        cfg: the run's configuration (``train`` and ``exploration`` are read).
-        make_network: builds a Q-network for the env: the (exploitation) agent's, then RND's exploration agent's.
+        train_cfg: the ``train`` section.
+        make_network: builds the agent's Q-network for the env.
         transition_keys: what a stored transition of the env holds (``rlpipe.envs.transition_keys``).
-        observation_spec: the env's unbatched observations (RND's input: ``exploration.novelty_input``).
-        num_envs: environments stepped side by side (one intrinsic return each).
-        device: where the networks live.
+        device: where the network lives.
         total_updates: the gradient updates of the whole run.
     """
-    learner = Learner(cfg.train, make_network(), transition_keys=transition_keys, device=device, total_updates=total_updates)
-    if cfg.exploration.kind != "rnd":
-        return learner
-    from rlpipe import rnd  # (rlpipe.rnd builds on this module)
-
-    exploration = cfg.exploration
-    explorer = Learner(cfg.train, make_network(), transition_keys=transition_keys, device=device,
-                       total_updates=total_updates, reward_key=COMBINED_REWARD_KEY,
-                       terminated_key=TERMINATED_KEY if exploration.explorer_episodic else NEVER_TERMINATED_KEY)
-    novelty_key = rnd.NOVELTY_INPUTS[exploration.novelty_input]
-    novelty_shape = observation_spec[novelty_key].shape  # O: what RND measures novelty on
-    target, predictor = rnd.make_rnd_networks(exploration, novelty_shape)
-    return rnd.RNDLearner(
-        learner, explorer,
-        rnd.RND(target, predictor, observation_shape=novelty_shape, num_envs=num_envs,
-                obs_clip=exploration.obs_clip, intrinsic_gamma=exploration.intrinsic_gamma,
-                stats_horizon=exploration.intrinsic_stats_steps, normalise_by=exploration.intrinsic_normalisation),
-        episodic_novelty=exploration.episodic_novelty,
-        novelty_key=novelty_key,
-        exploit_acting_share=exploration.exploit_acting_share,
-        predictor_lr=exploration.predictor_lr,
-        update_fraction=exploration.update_fraction,
-        alpha=rnd.AlphaSchedule(alpha_init=exploration.alpha_init, alpha_final=exploration.alpha_final,
-                                decay_steps=exploration.alpha_decay_steps, shape=exploration.alpha_schedule),
-        batch_size=cfg.train.batch_size,
-        device=device,
-    )
+    return Learner(train_cfg, make_network(), transition_keys=transition_keys, device=device, total_updates=total_updates)

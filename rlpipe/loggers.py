@@ -285,6 +285,15 @@ class StageClock:
     def add(self, stage: str, seconds: float) -> None:
         self._seconds[stage] += seconds
 
+    def next_collect(self) -> None:
+        """Marks the start of a collect: from here the collector steps the env and calls the policy."""
+        self._collect_started, self._acting_before = time.perf_counter(), self.seconds("acting")
+
+    def collected(self) -> None:
+        """Adds the collect's ``env`` time: the wall time since :meth:`next_collect`, less the policy's forward
+        passes in it (timed as ``acting``)."""
+        self.add("env", time.perf_counter() - self._collect_started - (self.seconds("acting") - self._acting_before))
+
     def time_module(self, module: torch.nn.Module, stage: str) -> None:
         """Adds the wall time of every forward call of ``module`` to ``stage``."""
 

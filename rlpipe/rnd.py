@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,21 +70,19 @@ from omegaconf import DictConfig
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torch import nn
+from torchrl.data import Composite
 from torchrl.envs.transforms.rnd import RunningMeanStd
 from torchrl.modules import MLP, ConvNet, QValueActor
 from torchrl.objectives import RNDLoss
 
-from rlpipe.keys import (
-    AGENT_STATE_KEY,
-    COMBINED_REWARD_KEY,
-    FIRST_VISIT_KEY,
-    INTRINSIC_REWARD_KEY,
-    NEVER_TERMINATED_KEY,
-    OBSERVATION_KEY,
-    REWARD_KEY,
-    TERMINATED_KEY,
-)
+from rlpipe.keys import AGENT_STATE_KEY, OBSERVATION_KEY, REWARD_KEY, TERMINATED_KEY
 from rlpipe.learner import Learner, PhaseResult
+
+# RND's own keys, beside the env's (rlpipe.keys)
+COMBINED_REWARD_KEY = ("next", "combined_reward")  # (1 - alpha) * extrinsic + alpha * intrinsic, set at sampling time
+INTRINSIC_REWARD_KEY = ("next", "intrinsic_reward")  # the predictor's normalised error on the next novelty input
+FIRST_VISIT_KEY = ("next", "first_visit")  # (episodic_novelty) the next observation is new within its episode
+NEVER_TERMINATED_KEY = ("next", "never_terminated")  # (explorer_episodic=false) all False, set at sampling time
 
 NOVELTY_INPUTS = {"observation": OBSERVATION_KEY, "agent_state": AGENT_STATE_KEY}  # exploration.novelty_input -> key
 _RND_INPUT_KEY = "rnd_input"  # the normalised next observation RNDLoss reads
@@ -486,3 +485,45 @@ class RNDLearner:
             "rnd": self.rnd,
             "rnd/optimizer": self.predictor_optimizer,
         }
+
+
+def make_rnd_learner(
+    train_cfg: DictConfig, exploration_cfg: DictConfig, make_network: Callable[[], QValueActor], *, transition_keys: tuple,
+    observation_spec: Composite, num_envs: int, device: torch.device, total_updates: int,
+) -> RNDLearner:
+    """Two agents and RND (``exploration=rnd``): the exploitation agent learns the env's reward and is evaluated as
+    ``learner.q_network``; the exploration agent learns the combined reward and acts.
+
+    Args:
+        train_cfg: the ``train`` section.
+        exploration_cfg: the ``exploration`` section (``kind: rnd``).
+        make_network: builds a Q-network for the env: the exploitation agent's, then the exploration agent's.
+        transition_keys: what a stored transition of the env holds (``rlpipe.envs.transition_keys``).
+        observation_spec: the env's unbatched observations (RND's input: ``exploration.novelty_input``).
+        num_envs: environments stepped side by side (one intrinsic return each).
+        device: where the networks live.
+        total_updates: the gradient updates of the whole run.
+    """
+    exploration = exploration_cfg
+    learner = Learner(train_cfg, make_network(), transition_keys=transition_keys, device=device, total_updates=total_updates)
+    explorer = Learner(train_cfg, make_network(), transition_keys=transition_keys, device=device,
+                       total_updates=total_updates, reward_key=COMBINED_REWARD_KEY,
+                       terminated_key=TERMINATED_KEY if exploration.explorer_episodic else NEVER_TERMINATED_KEY)
+    novelty_key = NOVELTY_INPUTS[exploration.novelty_input]
+    novelty_shape = observation_spec[novelty_key].shape  # O: what RND measures novelty on
+    target, predictor = make_rnd_networks(exploration, novelty_shape)
+    return RNDLearner(
+        learner, explorer,
+        RND(target, predictor, observation_shape=novelty_shape, num_envs=num_envs,
+            obs_clip=exploration.obs_clip, intrinsic_gamma=exploration.intrinsic_gamma,
+            stats_horizon=exploration.intrinsic_stats_steps, normalise_by=exploration.intrinsic_normalisation),
+        episodic_novelty=exploration.episodic_novelty,
+        novelty_key=novelty_key,
+        exploit_acting_share=exploration.exploit_acting_share,
+        predictor_lr=exploration.predictor_lr,
+        update_fraction=exploration.update_fraction,
+        alpha=AlphaSchedule(alpha_init=exploration.alpha_init, alpha_final=exploration.alpha_final,
+                            decay_steps=exploration.alpha_decay_steps, shape=exploration.alpha_schedule),
+        batch_size=train_cfg.batch_size,
+        device=device,
+    )

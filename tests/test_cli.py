@@ -11,7 +11,8 @@ import torch
 from omegaconf import OmegaConf
 
 from rlpipe.checkpoint import load_checkpoint
-from rlpipe.train import TrainingDiverged, train
+from rlpipe.run import TrainingDiverged
+from rlpipe.train import train
 
 from conftest import compose_config, run_module
 

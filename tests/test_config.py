@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from rlpipe.config import ConfigError
 from rlpipe.envs import make_env, transition_keys
 from rlpipe.exploration import make_exploration
-from rlpipe.learner import make_learner
+from rlpipe.run import make_agents
 from rlpipe.loggers import make_logger
 from rlpipe.models import make_q_network
 from rlpipe.replay import make_beta_schedule, make_replay_buffer
@@ -39,7 +39,7 @@ def test_every_option_composes_and_builds(group, option, tmp_path):
     device = torch.device("cpu")
     env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=0)
     exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], device)
-    learner = make_learner(cfg, lambda: make_q_network(cfg.model, env, device),
+    learner = make_agents(cfg.train, cfg.exploration, lambda: make_q_network(cfg.model, env, device),
                            transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,
                            num_envs=env.batch_size.numel(), device=device, total_updates=100)
     q_network = learner.q_network
@@ -91,7 +91,7 @@ def test_rnd_builds_and_rewards_every_env(env):
     cfg = compose_config([f"env={env}", "exploration=rnd", *SMALL])
     device = torch.device("cpu")
     task = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=0)
-    learner = make_learner(cfg, lambda: make_q_network(cfg.model, task, device),
+    learner = make_agents(cfg.train, cfg.exploration, lambda: make_q_network(cfg.model, task, device),
                            transition_keys=transition_keys(task), observation_spec=task.full_observation_spec_unbatched,
                            num_envs=task.batch_size.numel(), device=device, total_updates=100)
     key = learner.novelty_key[-1]  # what RND reads: the observation, or the agent state (DoorKey primitive's preset)

@@ -19,10 +19,11 @@ from rlpipe.checkpoint import CheckpointError, Counters, load_checkpoint, restor
 from rlpipe.envs import make_env
 from rlpipe.evaluate import evaluate_policy
 from rlpipe.exploration import EpsilonSchedule, make_exploration
-from rlpipe.learner import GradientUpdate, make_loss, make_optimizer, make_target_updater
+from rlpipe.learner import GradientUpdate, Learner, make_loss, make_optimizer, make_target_updater
 from rlpipe.models import make_q_network
 from rlpipe.keys import INDEX_KEY, TRANSITION_KEYS
 from rlpipe.replay import BetaSchedule, make_replay_buffer
+from rlpipe.run import learning_phase
 
 CPU = torch.device("cpu")
 
@@ -265,20 +266,22 @@ def test_soft_update_is_polyak_average():
 
 
 def test_priorities_land_on_the_sampled_transitions():
-    """A learning phase as the training loop runs it: one draw, several minibatches, one priority write."""
+    """The training loop's learning phase itself (rlpipe.run.learning_phase): one draw, several minibatches, the
+    finite check, one priority write."""
     alpha, eps = 0.6, 1e-6
     replay = _classic_replay(capacity=64, alpha=alpha, priority_eps=eps)
     data = _random_transitions(40)
     replay.extend(data)
-    loss = make_loss(_train_cfg(gamma=0.9), _linear_q(W_ONLINE))
-    _set_target(loss, W_TARGET)
-    frozen = make_optimizer(_train_cfg(lr=0.0), loss, CPU)  # lr 0: every minibatch sees the same network
-    update = GradientUpdate(loss, frozen, max_grad_norm=10.0, compile=False, device=CPU)
+    # lr 0: every minibatch sees the same network; no target copy within the phase's 4 updates
+    train_cfg = _train_cfg(gamma=0.9, lr=0.0, target_update_steps=10, batch_size=8, max_grad_norm=10.0, compile=False,
+                           n_step=1, lr_schedule="constant")
+    learner = Learner(train_cfg, _linear_q(W_ONLINE), transition_keys=TRANSITION_KEYS, device=CPU, total_updates=10)
+    _set_target(learner.loss_module, W_TARGET)
 
-    block = replay.sample(4 * 8)
-    priorities = torch.cat([update(minibatch).priority for minibatch in block.split(8)])
-    replay.update_priority(block.get(INDEX_KEY), priorities)
+    learned = learning_phase(replay, learner, n_updates=4, batch_size=8, prioritized=True)
 
+    block = learned.block
+    assert block.batch_size == (32,) and torch.equal(learned.priorities, learned.result.priorities)
     index = block.get(INDEX_KEY)
     s, a, s_next = data["observation"][index], data["action"][index], data["next", "observation"][index]
     r, term = data["next", "reward"][index].squeeze(-1), data["next", "terminated"][index].squeeze(-1).float()

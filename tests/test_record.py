@@ -315,10 +315,10 @@ def test_training_refuses_a_recording_directory_in_use_before_writing_anything(t
 
 def test_a_full_disk_switches_recording_off_and_training_goes_on(tmp_path, monkeypatch, caplog):
     from rlpipe.models import make_q_network
-    from rlpipe.record import DatasetWriter, make_training_recorder
+    from rlpipe.record import DatasetWriter
 
     cfg = compose_config(["env=breakout", "record.dataset=true", "record.video=true", "record.max_steps_per_episode=5"])
-    recorder = make_training_recorder(cfg, tmp_path, resumed_at_step=None)
+    recorder = _recorder(cfg, tmp_path, resumed_at_step=None)
     q_network = make_q_network(cfg.model, recorder.env, torch.device("cpu"))
     videos = []
     recorder.record(q_network, step=100, on_video=videos.append)
@@ -339,7 +339,7 @@ def test_a_full_disk_switches_recording_off_and_training_goes_on(tmp_path, monke
     def full_logger(path):  # a logger's copy of the video fails: the run goes on too
         raise OSError(28, "No space left on device")
 
-    again = make_training_recorder(cfg, tmp_path / "second", resumed_at_step=None)
+    again = _recorder(cfg, tmp_path / "second", resumed_at_step=None)
     again.record(q_network, step=100, on_video=full_logger)
     again.close()
     assert again.off
@@ -390,16 +390,26 @@ def test_a_run_resumed_elsewhere_refuses_another_runs_recording(tmp_path):
     record.output_dir pointing at the first run's data must not touch it."""
     from rlpipe.config import ConfigError
     from rlpipe.models import make_q_network
-    from rlpipe.record import make_training_recorder
 
     first, data = tmp_path / "first", tmp_path / "first" / "data"
     cfg = compose_config(["env=breakout", "record.dataset=true", "record.max_steps_per_episode=5", f"record.output_dir={data}"])
-    recorder = make_training_recorder(cfg, first, resumed_at_step=None)
+    recorder = _recorder(cfg, first, resumed_at_step=None)
     recorder.record(make_q_network(cfg.model, recorder.env, torch.device("cpu")), step=1000)
     recorder.close()
     with pytest.raises(ConfigError, match="holds a recording already"):
-        make_training_recorder(cfg, tmp_path / "second", resumed_at_step=500)
+        _recorder(cfg, tmp_path / "second", resumed_at_step=500)
     assert [e["training_step"] for e in json.loads((data / ACTIONS_FILE).read_text())["episodes"]] == [1000]
-    continued = make_training_recorder(cfg, first, resumed_at_step=500)  # the same run, resumed in place
+    continued = _recorder(cfg, first, resumed_at_step=500)  # the same run, resumed in place
     continued.close()
     assert json.loads((data / ACTIONS_FILE).read_text())["episodes"] == []  # recorded after its checkpoint: dropped
+
+
+def _recorder(cfg, run_dir, *, resumed_at_step):
+    """The training run's recorder, as rlpipe.run builds it from the run's sections."""
+    import math
+
+    from rlpipe.record import make_training_recorder
+
+    return make_training_recorder(cfg.record, cfg.env, run_dir, seed=cfg.train.seed, epsilon=cfg.eval.epsilon,
+                                  evaluations_planned=math.ceil(cfg.train.total_steps / cfg.eval.interval_steps),
+                                  resumed_at_step=resumed_at_step)

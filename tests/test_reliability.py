@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 
 from conftest import REPO, compose_config, run_module, start_module
 from rlpipe.checkpoint import load_checkpoint
-from rlpipe.config import ConfigError, resumed_config
+from rlpipe.config import ConfigError
+from rlpipe.resume import resumed_config
 from rlpipe.replay import SCRATCH_MARKER
 
 SHORT = ["train.total_steps=600", "train.init_random_steps=200", "eval.interval_steps=300", "eval.episodes=3",
@@ -287,7 +288,7 @@ def test_unreadable_checkpoints_say_what_they_are(tmp_path, base_run):
 
 
 def test_doorkey_counts_full_success_as_solved():
-    from rlpipe.train import _first_solved, _solved_when
+    from rlpipe.rundir import first_solved as _first_solved, solved_when as _solved_when
 
     when = _solved_when(compose_config(["env=doorkey"]).env)
     assert when == {"eval/success_rate": 1.0}
@@ -298,7 +299,7 @@ def test_doorkey_counts_full_success_as_solved():
 
 def test_eighteen_successes_in_twenty_reach_a_ninety_percent_threshold():
     from rlpipe.evaluate import EvalResult
-    from rlpipe.train import _first_solved
+    from rlpipe.rundir import first_solved as _first_solved
 
     result = EvalResult(returns=torch.full((20,), 0.7), lengths=torch.full((20,), 50),
                         extras={"success": torch.tensor([True] * 18 + [False] * 2)})
@@ -348,7 +349,7 @@ def test_total_steps_must_split_evenly_across_envs(tmp_path):
 
 def test_resume_from_best_gets_a_new_directory(base_run):
     """best.pt is older than last.pt: continuing in place would overwrite the later state, so it gets a new one."""
-    from rlpipe.train import _run_dir_of
+    from rlpipe.rundir import _run_dir_of
 
     assert _run_dir_of(base_run / "checkpoints" / "best.pt") is None
     assert _run_dir_of(base_run / "checkpoints" / "last.pt") == base_run.resolve()

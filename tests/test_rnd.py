@@ -15,21 +15,12 @@ from rlpipe.agent import Agent
 from rlpipe.checkpoint import CheckpointError, load_checkpoint, restore_checkpoint
 from rlpipe.config import ConfigError
 from rlpipe.envs import make_env, transition_keys
-from rlpipe.keys import (
-    AGENT_STATE_KEY,
-    COMBINED_REWARD_KEY,
-    FIRST_VISIT_KEY,
-    INTRINSIC_REWARD_KEY,
-    OBSERVATION_KEY,
-    PRIORITY_WEIGHT_KEY,
-    REWARD_KEY,
-    STEPS_TO_NEXT_OBS_KEY,
-    TERMINATED_KEY,
-)
-from rlpipe.learner import Learner, make_learner
+from rlpipe.keys import AGENT_STATE_KEY, OBSERVATION_KEY, PRIORITY_WEIGHT_KEY, REWARD_KEY, STEPS_TO_NEXT_OBS_KEY, TERMINATED_KEY
+from rlpipe.learner import Learner
+from rlpipe.run import make_agents
 from rlpipe.models import make_q_network
 from rlpipe.replay import make_replay_buffer
-from rlpipe.rnd import RNDLearner
+from rlpipe.rnd import COMBINED_REWARD_KEY, FIRST_VISIT_KEY, INTRINSIC_REWARD_KEY, RNDLearner
 
 K, B = 4, 16  # updates per learning phase, minibatch size
 CPU = torch.device("cpu")
@@ -39,7 +30,7 @@ def _learner(overrides: list[str], num_envs: int = 1) -> tuple[RNDLearner, objec
     """An ``exploration=rnd`` learner for the composed task, built as ``rlpipe.train`` builds it."""
     cfg = compose_config(["exploration=rnd", "train.compile=false", f"train.batch_size={B}", *overrides])
     env = make_env(cfg.env)
-    learner = make_learner(cfg, lambda: make_q_network(cfg.model, env, CPU),
+    learner = make_agents(cfg.train, cfg.exploration, lambda: make_q_network(cfg.model, env, CPU),
                            transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched, num_envs=num_envs, device=CPU,
                            total_updates=1000)
     env.close()
