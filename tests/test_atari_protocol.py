@@ -237,6 +237,18 @@ def test_vector_env_partial_reset_and_first_frame_padding():
     env.close()
 
 
+def test_a_reset_of_a_seeded_vector_env_leaves_the_runs_random_numbers_alone():
+    """Evaluations reset their env every time: that must not draw from torch's generator, which the training's
+    exploration and replay sampling use. Each game's own random stream goes on (new NOOP starts)."""
+    env = make_env(_breakout(), num_envs=2, seed=3)
+    first = env.reset()[OBSERVATION_KEY].clone()
+    before = torch.get_rng_state()
+    second = env.reset()[OBSERVATION_KEY]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert not torch.equal(first, second)  # the NOOP draws went on
+    env.close()
+
+
 def test_the_colour_screen_plays_the_same_game_even_with_sticky_actions():
     """The colour-screen games are a second vector env in lockstep: with sticky actions and NOOP starts drawn from
     the same seeds, 1,500 random steps keep rewards and lives equal (the env raises otherwise), and the screen

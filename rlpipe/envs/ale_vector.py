@@ -149,9 +149,11 @@ class AleVectorEnv(EnvBase):
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
         mask = None if tensordict is None else tensordict.get("_reset", None)
         if mask is None or not self._started or bool(mask.all()):
-            # A first reset without a seed draws one from torch's generator (seeded by the run), never from the OS:
-            # runs repeat, and the colour-screen games get the same seed.
-            seed = self._seed if self._seed is not None else int(torch.randint(2**30, ()))
+            # A seed set since the last reset applies now. A first reset without one draws one from torch's generator
+            # (seeded by the run), never from the OS: runs repeat, and the colour-screen games get the same seed.
+            # Later resets pass none: each game's random stream goes on (and the run's torch generator is untouched,
+            # so evaluations, which reset their env every time, do not change the training's random numbers).
+            seed = self._seed if self._seed is not None else None if self._started else int(torch.randint(2**30, ()))
             observation, info = self._games.reset(seed=seed)
             if self._screens is not None:
                 self._screen = self._screens.reset(seed=seed)[0][:, 0]
