@@ -103,12 +103,14 @@ def versions() -> dict[str, str]:
 
 
 def commit() -> str:
-    """The checkout's commit, with ``-dirty`` when files differ from it."""
+    """The checkout's commit, with ``-dirty`` when the code that measures differs from it (the package, its
+    configuration, the benchmark scripts; results and documentation do not count)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    code = ["rlpipe", "conf", "benchmarks", ":(exclude)benchmarks/results", "pyproject.toml", "docs/gen"]
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", *code) else "")
 
 
 _LEGACY_SUMMARY_KEYS = {"eval/return_mean": "eval_return_mean", "eval/return_std": "eval_return_std",
