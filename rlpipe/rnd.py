@@ -284,7 +284,10 @@ class SharedActing(TensorDictModuleBase):
         self.explore, self.exploit = explore, exploit
         self.in_keys = list(dict.fromkeys([*explore.in_keys, *exploit.in_keys]))
         self.out_keys = list(explore.out_keys)
-        self.register_buffer("exploit_plays", torch.zeros(num_envs, dtype=torch.bool), persistent=False)  # [E]
+        # On the agents' device: a policy whose every parameter and buffer sits on the collector's policy device is
+        # used as it is; one buffer elsewhere makes TorchRL's Collector act through a copy, which never sees the draws.
+        device = next(explore.parameters()).device
+        self.register_buffer("exploit_plays", torch.zeros(num_envs, dtype=torch.bool, device=device), persistent=False)  # [E]
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """``tensordict`` ``[*E]`` (``[]`` for one unbatched env): the acting agent's entries written into it."""

@@ -136,10 +136,11 @@ def test_up_to_noop_max_noops_at_reset():
 
 def test_evaluation_reports_the_unshaped_game_score(breakout):
     cfg, _ = breakout
-    env = make_env(cfg.env, num_envs=2, seed=3)
+    # (an untrained greedy agent may never press FIRE after a lost life: the episode cap ends its games)
+    env = make_env(OmegaConf.merge(cfg.env, {"max_episode_steps": 1_000}), num_envs=2, seed=3)
     assert score_key(env) == EPISODE_SCORE_KEY
     q = make_q_network(cfg.model, env, CPU)
-    result = evaluate_policy(env, q, device=CPU)
+    result = evaluate_policy(env, q, device=CPU, epsilon=cfg.eval.epsilon)
     assert result.returns.shape == (2,)
     assert (result.returns >= 0).all() and (result.returns == result.returns.round()).all()  # points, no penalties
     env.close()

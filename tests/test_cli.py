@@ -111,7 +111,7 @@ def test_lunarlander_smoke(tmp_path):
 # The CPU preset (4 envs, batch 32, 3-step targets, prioritized frame replay) with small sizes; eager to save the
 # compile time (the compiled update is covered by tests/test_precision.py and the CartPole runs).
 # 960 steps: 240 per env, enough for the first (random) games to end.
-BREAKOUT = ["env=breakout", "train.total_steps=960", "train.init_random_steps=480", "buffer.capacity=4000",
+BREAKOUT = ["env=breakout", "train.total_steps=960", "train.init_random_steps=480", "buffer.capacity=4000", "eval.greedy_game=false",
             "eval.episodes=1", "eval.interval_steps=480", "checkpoint.interval_steps=480",
             "train.log_interval_steps=160", "train.compile=false"]
 

@@ -235,7 +235,7 @@ def test_training_records_evaluation_episodes_and_sends_videos_to_tensorboard(tm
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir = tmp_path / "run"
-    result = run_module("rlpipe.train", "env=breakout", "train.total_steps=1600", "train.init_random_steps=400",
+    result = run_module("rlpipe.train", "env=breakout", "eval.greedy_game=false", "train.total_steps=1600", "train.init_random_steps=400",
                         "eval.interval_steps=800", "eval.episodes=1", "train.compile=false", "logger=tensorboard",
                         "record.dataset=true", "record.video=true", "record.episodes=2", "record.max_steps_per_episode=40",
                         f"hydra.run.dir={run_dir}", timeout=600)
@@ -263,7 +263,7 @@ def test_training_records_evaluation_episodes_and_sends_videos_to_tensorboard(tm
 
 
 def test_training_sends_the_video_to_wandb_offline(tmp_path):
-    result = run_module("rlpipe.train", "env=breakout", "train.total_steps=800", "train.init_random_steps=400",
+    result = run_module("rlpipe.train", "env=breakout", "eval.greedy_game=false", "train.total_steps=800", "train.init_random_steps=400",
                         "eval.interval_steps=800", "eval.episodes=1", "train.compile=false", "logger=wandb",
                         "record.video=true", "record.max_steps_per_episode=20", f"hydra.run.dir={tmp_path}", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
