@@ -46,7 +46,7 @@ from rlpipe.envs import make_env, transition_keys
 from rlpipe.run import learning_phase, make_agents
 from rlpipe.models import ACTIVATIONS, BytesToUnit, make_q_network
 from rlpipe.replay import make_replay_buffer
-from rlpipe.runtime import resolve_precision
+from rlpipe.runtime import pick_device, resolve_precision
 
 
 def random_transitions(n: int, observation_shape: torch.Size, n_actions: int) -> TensorDict:
@@ -183,7 +183,7 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
     ``observe_steps``, preceded by the learner's look at a collect of that many transitions (RND's statistics)."""
     cfg = compose_config([*overrides, "env.num_envs=1"])  # one stream: the synthetic data is one trajectory
     env = make_env(cfg.env)
-    device = torch.device("cpu")
+    device = pick_device(cfg.train.device)  # (the CPU here; a GPU in benchmarks/gpu_check.py)
     precision = resolve_precision(cfg.train.precision, device)
     learner = make_agents(cfg.train, cfg.exploration, lambda: make_q_network(cfg.model, env, device, precision=precision),
                            transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,

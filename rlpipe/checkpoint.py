@@ -249,7 +249,10 @@ def _rng_state() -> dict[str, Any]:
 def _set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # One state per GPU of the machine that wrote the checkpoint: restore those of the GPUs this machine has (a
+        # run written on 8 GPUs resumes on 1; torch's set_rng_state_all would fail on the missing ones).
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
     numpy_state = state["numpy"]
     keys = numpy_state["keys"].numpy().astype(np.uint32)
     np.random.set_state(("MT19937", keys, numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))

@@ -32,4 +32,7 @@ def make_collector(
         storing_device="cpu",
         track_traj_ids=False,
         auto_register_policy_transforms=False,  # the policy is not recurrent: it needs no extra env transforms
+        # On a GPU: no torch.cuda.synchronize() after every policy and env step (the actions' copy to the CPU env
+        # waits for them anyway); acting and the next learning phase's kernels can then overlap.
+        no_cuda_sync=device.type == "cuda",
     )

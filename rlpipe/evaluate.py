@@ -114,7 +114,9 @@ def evaluate_policy(
     td = env.reset()
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         for _ in range(max_steps):
-            td = actor(td.to(device)).to(env.device)
+            # only what the actor reads crosses to its device, and only the action comes back (not the frame stack)
+            action = actor(td.select(*actor.in_keys).to(device)).get("action").to(env.device)
+            td.set("action", action)
             if epsilon > 0:
                 explore = torch.rand(td.get("action").shape, device=env.device) < epsilon
                 td.set("action", torch.where(explore, env.full_action_spec["action"].rand(), td.get("action")))

@@ -44,16 +44,17 @@ def pick_device(name: str, *, key: str = "train.device") -> torch.device:
 def resolve_precision(name: Literal["auto", "fp32", "bf16"], device: torch.device) -> torch.dtype:
     """The dtype the Q-network computes in (``train.precision``); the weights, TD targets and loss stay fp32.
 
-    ``auto`` picks bf16 only where it is known to pay: CUDA devices with bf16, and CPUs with AMX tiles (on a 2-core
-    CPU with AVX512-BF16 but no AMX, bf16 autocast made the Nature-CNN update slower than fp32: see
-    docs/results/learner-throughput.md). ``bf16`` asks for it wherever the hardware can run it at all, and falls back to fp32 with a
-    warning where it cannot.
+    ``auto`` picks bf16 only where it was measured to pay: CPUs with AMX tiles (on a 2-core CPU with AVX512-BF16 but
+    no AMX, bf16 autocast made the Nature-CNN update slower than fp32: see docs/results/learner-throughput.md). On a
+    GPU it stays fp32 until ``benchmarks/gpu_check.py`` has measured bf16 against fp32 at rlpipe's batch sizes (32 and
+    128 stacks of 8 frames; at such sizes the update is launch-bound, not arithmetic-bound). ``bf16`` asks for it
+    wherever the hardware can run it at all, and falls back to fp32 with a warning where it cannot.
     """
     if name == "fp32":
         return torch.float32
     if device.type == "cuda":
         with torch.cuda.device(device):  # emulated bf16 (pre-Ampere GPUs) runs, but does not pay
-            fast, runs = torch.cuda.is_bf16_supported(including_emulation=False), torch.cuda.is_bf16_supported()
+            fast, runs = False, torch.cuda.is_bf16_supported()  # (not measured on a GPU yet: see above)
     elif device.type == "cpu":
         fast = torch.cpu._is_amx_tile_supported()
         runs = fast or torch.cpu._is_avx512_bf16_supported()

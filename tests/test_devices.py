@@ -1,0 +1,182 @@
+"""Device paths proven on a CPU: every piece built where the run asks (the ``meta`` device stands in for a GPU), a
+checkpoint from a GPU machine loads and resumes on a CPU-only one, and a learning phase's host synchronisations
+are counted (each one stalls a GPU's queue)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tensordict import TensorDict
+from tensordict.nn import TensorDictSequential
+from torch.overrides import TorchFunctionMode
+
+from conftest import compose_config
+
+from rlpipe.checkpoint import Counters, load_checkpoint, restore_checkpoint, save_checkpoint
+from rlpipe.envs import action_mask_key, make_env, transition_keys
+from rlpipe.exploration import make_exploration
+from rlpipe.models import make_q_network
+from rlpipe.replay import make_replay_buffer
+from rlpipe.run import learning_phase, make_agents
+
+META = torch.device("meta")
+CPU = torch.device("cpu")
+
+# TorchRL's target updaters ask ``is_set_to`` of each parameter, which has no meta kernel: a test-only stand-in
+# (on meta no two tensors share storage).
+_LIBRARY = torch.library.Library("aten", "IMPL")
+_LIBRARY.impl("is_set_to", lambda self, other: False, "Meta")
+
+PRESETS = {
+    "cartpole": [],
+    "breakout_temperature": ["env=breakout", "exploration=temperature"],
+    "doorkey_skills": ["env=doorkey"],  # action masks
+    "doorkey_rnd": ["experiment=doorkey_rnd"],  # two agents acting in turn (SharedActing), RND's networks
+}
+
+
+def _build(overrides: list[str], device: torch.device):
+    cfg = compose_config([*overrides, "buffer.capacity=5000", "train.compile=false"])
+    env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=0)
+    agents = make_agents(cfg.train, cfg.exploration, lambda: make_q_network(cfg.model, env, device),
+                         transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,
+                         num_envs=env.batch_size.numel(), device=device, total_updates=100)
+    exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], device,
+                                   action_mask_key=action_mask_key(env))
+    return cfg, env, agents, exploration
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_parameter_and_buffer_is_built_on_the_runs_device(preset):
+    """What TorchRL's Collector checks before it acts: if any parameter or buffer of the policy sits elsewhere than
+    the policy device, it acts through a copy, and whatever the run writes into the original afterwards (epsilon,
+    temperature, which agent plays) never reaches the actions."""
+    cfg, env, agents, exploration = _build(PRESETS[preset], META)
+    policy = TensorDictSequential(agents.acting_network, exploration.module)
+    elsewhere = {key: tensor.device for key, tensor in TensorDict.from_module(policy).items(True, True) if tensor.device != META}
+    assert not elsewhere, elsewhere
+    for name, piece in agents.pieces().items():  # what a checkpoint stores and the learner updates
+        if isinstance(piece, torch.nn.Module):
+            elsewhere = {key: t.device for key, t in TensorDict.from_module(piece).items(True, True) if t.device != META}
+            assert not elsewhere, (name, elsewhere)
+    env.close()
+
+
+def test_a_checkpoint_from_a_gpu_machine_loads_and_resumes_on_a_cpu(tmp_path, monkeypatch):
+    """A checkpoint written on an 8-GPU machine: its tensors are tagged ``cuda:0`` and its RNG states hold 8 CUDA
+    states. On a CPU-only machine it loads (tensors mapped to the CPU), restores into CPU pieces and sets the CPU RNG."""
+    cfg, env, agents, exploration = _build([], CPU)
+    pieces = {**agents.pieces(), "exploration": exploration.module}
+    path = tmp_path / "last.pt"
+    with monkeypatch.context() as patch:  # write as a GPU machine would: every storage tagged cuda:0, 8 CUDA RNG states
+        patch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        patch.setattr(torch.cuda, "is_available", lambda: True)
+        patch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.get_rng_state().clone() for _ in range(8)])
+        save_checkpoint(path, config=cfg, counters=Counters(step=1234), pieces=pieces)
+    with pytest.raises(RuntimeError, match="CUDA"):  # what a plain torch.load does with it here
+        torch.load(path, weights_only=True)
+    payload = load_checkpoint(path)
+    assert len(payload["rng"]["cuda"]) == 8
+    torch.manual_seed(99)
+    _, fresh_agents, fresh_exploration = _build([], CPU)[1:]
+    counters, _ = restore_checkpoint(payload, pieces={**fresh_agents.pieces(), "exploration": fresh_exploration.module})
+    assert counters.step == 1234
+    for mine, theirs in zip(fresh_agents.q_network.parameters(), agents.q_network.parameters()):
+        assert mine.device == CPU and torch.equal(mine, theirs)
+    env.close()
+
+
+def test_a_resume_on_fewer_gpus_restores_the_states_of_the_gpus_it_has(monkeypatch):
+    """torch's set_rng_state_all would raise IndexError on a machine with fewer GPUs than the writer had."""
+    from rlpipe import checkpoint
+
+    state = checkpoint._rng_state()
+    state["cuda"] = [torch.get_rng_state().clone() for _ in range(8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append(device))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: pytest.fail("set_rng_state_all fails on fewer GPUs"))
+    checkpoint._set_rng_state(state)
+    assert restored == [0, 1]
+
+
+class _HostSyncs(TorchFunctionMode):
+    """Counts the calls that make the host wait for the learner's device, on tensors of that device (``meta`` here:
+    it stands in for a GPU, and holds no data, so each such call is answered with zeros instead): ``item``,
+    ``bool``, ``float``, ``int``, ``tolist``, ``numpy``, and copies to the CPU (``cpu``, ``to("cpu")``)."""
+
+    NAMES = {"item", "__bool__", "__float__", "__int__", "tolist", "cpu", "numpy", "to"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        tensor = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if name in self.NAMES and tensor is not None and tensor.device == META:
+            target = kwargs.get("device", args[1] if len(args) > 1 else None)
+            to_cpu = isinstance(target, (str, torch.device)) and torch.device(target).type == "cpu"
+            if name != "to" or to_cpu:
+                self.calls.append(name)
+                shape, dtype = tensor.shape, tensor.dtype
+                return {"__bool__": True, "item": 0.0, "__float__": 0.0, "__int__": 0, "tolist": torch.zeros(shape).tolist(),
+                        "numpy": torch.zeros(shape).numpy()}.get(name, torch.zeros(shape, dtype=dtype))
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("preset", ["cartpole", "breakout_temperature", "doorkey_skills"])
+def test_a_learning_phase_waits_for_the_device_twice(preset):
+    """One learning phase (four updates here) of one agent on a GPU-like device holds two host synchronisations
+    whatever its length: the finite check of its losses and the copy of its new priorities to the CPU sum tree.
+    None sits inside an update. (RND's two agents add more, in ``observe`` and ``learn``: not yet removed.)"""
+    cfg, env, agents, _ = _build(PRESETS[preset], META)
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma, extra_keys=agents.stored_keys)
+    torch.manual_seed(0)
+    rollout = env.rollout(200 // max(env.batch_size.numel(), 1), break_when_any_done=False)
+    agents.observe(rollout)
+    replay.extend(rollout)
+    with _HostSyncs() as syncs:
+        learned = learning_phase(replay, agents, n_updates=4, batch_size=cfg.train.batch_size, prioritized=True)
+    assert sorted(syncs.calls) == ["__bool__", "cpu"], syncs.calls
+    assert learned.result.losses.device == META and learned.block.batch_size == (4 * cfg.train.batch_size,)
+    env.close()
+
+
+def test_evaluation_sends_the_actor_only_what_it_reads(monkeypatch):
+    """Evaluation moves the actor's inputs to its device and brings back only the action, not the whole
+    TensorDict with its frame stacks."""
+    from rlpipe.evaluate import evaluate_policy
+
+    cfg = compose_config(["env=breakout", "env.max_episode_steps=50", "eval.greedy_game=false"])
+    env = make_env(cfg.env, num_envs=2, seed=0)
+    q_network = make_q_network(cfg.model, env, CPU)
+    seen = []
+    original = TensorDict.to
+
+    def spy(self, *args, **kwargs):
+        seen.append(sorted(self.keys(True, True)))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TensorDict, "to", spy)
+    evaluate_policy(env, q_network, device=CPU, epsilon=0.05)
+    assert seen and all(keys == ["observation"] for keys in seen), seen[:3]
+    env.close()
+
+
+def test_the_gpu_check_is_ready_and_says_it_needs_a_gpu():
+    """benchmarks/gpu_check.py: on a machine without CUDA it stops at once with one line and writes nothing."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--dry-run"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    plan = json.loads(done.stdout.strip().splitlines()[-1])
+    assert plan["cuda_available"] is False and {"device_tests", "training", "precision"} <= set(plan["steps"])
