@@ -374,6 +374,8 @@ def test_evaluation_plays_exactly_the_first_episode_of_each_sub_env():
 class _AlwaysLeft(torch.nn.Module):
     """A CartPole 'policy' that pushes left on every step: its episodes last 8-11 steps."""
 
+    in_keys = ["observation"]  # what the evaluation sends to the actor's device (as a TensorDictModule declares)
+
     def forward(self, td):
         return td.set("action", torch.zeros(td.batch_size, dtype=torch.long))
 
