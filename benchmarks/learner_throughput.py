@@ -45,7 +45,7 @@ from bench_common import compose_config, interleaved_medians, paired_ratio, rate
 from rlpipe.envs import make_env, transition_keys
 from rlpipe.run import learning_phase, make_agents
 from rlpipe.models import ACTIVATIONS, BytesToUnit, make_q_network
-from rlpipe.replay import make_replay_buffer
+from rlpipe.replay import make_replay_buffer, replay_device
 from rlpipe.runtime import pick_device, resolve_precision
 
 
@@ -196,7 +196,7 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
         data.set(novelty_key, spec.rand(data.batch_size))
     collect = data[:observe_steps] if observe_steps else None
     replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma,
-                                extra_keys=learner.stored_keys)
+                                extra_keys=learner.stored_keys, device=replay_device(cfg.buffer, cfg.env, device))
     if cfg.env.kind != "atari":  # (Atari: nothing to store, and RND's statistics of every frame would take ~0.5 GB)
         learner.observe(data)  # as train.py, before storing: what the learner stores with a transition (RND's flags)
     replay.extend(data)

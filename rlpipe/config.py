@@ -317,6 +317,14 @@ class RndConfig(EGreedyConfig):  # the exploration agent acts epsilon-greedy: eg
 
 
 _STORAGE = one_of("memory", "memmap")
+_BUFFER_DEVICE = Rule(lambda v: v in ("auto", "cpu") or v.startswith("cuda"), "auto, cpu, cuda or cuda:N")
+
+
+def _check_buffer_device(cfg: DictConfig) -> None:
+    """Memory-mapped files are host memory: they take ``buffer.device`` auto or cpu only."""
+    if cfg.buffer.storage == "memmap" and cfg.buffer.device not in ("auto", "cpu"):
+        raise ConfigError(f"buffer.device={cfg.buffer.device} is invalid with buffer.storage=memmap: memory-mapped files "
+                          f"live in host memory; expected auto or cpu, or buffer.storage=memory")
 
 
 @dataclass
@@ -330,9 +338,11 @@ class PrioritizedBufferConfig:
     storage: str = _key(_STORAGE)
     memmap_dir: Optional[str] = _key(default=None)
     keep_memmap_files: bool = _key(default=False)
+    device: str = _key(_BUFFER_DEVICE, default="auto")  # (default: checkpoints written before it existed)
 
     @staticmethod
     def check(cfg: DictConfig) -> None:
+        _check_buffer_device(cfg)
         if cfg.buffer.beta_final < cfg.buffer.beta_init:
             raise ConfigError(f"buffer.beta_final={cfg.buffer.beta_final} is invalid: expected at least buffer.beta_init={cfg.buffer.beta_init}")
 
@@ -344,6 +354,11 @@ class UniformBufferConfig:
     storage: str = _key(_STORAGE)
     memmap_dir: Optional[str] = _key(default=None)
     keep_memmap_files: bool = _key(default=False)
+    device: str = _key(_BUFFER_DEVICE, default="auto")  # (default: checkpoints written before it existed)
+
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        _check_buffer_device(cfg)
 
 
 @dataclass

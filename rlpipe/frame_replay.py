@@ -86,6 +86,10 @@ class FrameReplay:
         terminal_key: the collected key that the learner treats as terminal (``("next", "end-of-life")`` with
             episodic life).
         memmap_dir: keep the slots in memory-mapped files in this directory instead of RAM.
+        device: where the frames live (the frame ring: 7.1 GB for a million 84x84 frames). Sampled observation
+            stacks are gathered there, so that a GPU learner receives only indices and the small fields over the
+            bus. The bookkeeping (episode steps, flags, rewards, actions) and the sum tree stay in host memory,
+            where writing and sampling read them without waiting for the device.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class FrameReplay:
         gamma: float = 0.99,
         terminal_key: tuple[str, str] = ("next", "terminated"),
         memmap_dir: str | None = None,
+        device: torch.device = torch.device("cpu"),
     ) -> None:
         if capacity // num_streams <= 2 * (frame_stack + n_step):
             raise ValueError(f"capacity {capacity} is too small for {num_streams} streams of {frame_stack}-frame stacks")
@@ -112,7 +117,11 @@ class FrameReplay:
         self.gamma = gamma
         self.terminal_key = terminal_key
         self.memmap_dir = memmap_dir
-        self.sampler = PrioritizedSampler(max_capacity=self.capacity, alpha=alpha, beta=beta, eps=priority_eps)
+        if memmap_dir is not None and device.type != "cpu":
+            raise ValueError(f"memory-mapped frames live in host memory, not on {device}")
+        self.device = device
+        # TorchRL's C++ sum tree, on the CPU whatever the frames' device (its CUDA tree is not in the published wheel)
+        self.sampler = PrioritizedSampler(max_capacity=self.capacity, alpha=alpha, beta=beta, eps=priority_eps, device="cpu")
         self._proxy = _CapacityProxy(self.capacity)
         self.slots = self._allocate(frame_shape)  # [E, S]
         self.written = torch.zeros(num_streams, dtype=torch.long)  # frames written to each stream, ever
@@ -140,7 +149,11 @@ class FrameReplay:
         if self.memmap_dir is None:
             # Frames are read only once written: empty memory is not touched (nor resident) until then. The
             # bookkeeping fields start at zero (no slot starts a transition).
-            tensors = {name: (torch.empty if name == "frame" else torch.zeros)(size, dtype=dtype) for name, (size, dtype) in fields.items()}
+            # Only the frames leave host memory (made there directly: no 7 GB copy through the host).
+            tensors = {
+                name: torch.empty(size, dtype=dtype, device=self.device) if name == "frame" else torch.zeros(size, dtype=dtype)
+                for name, (size, dtype) in fields.items()
+            }
         else:
             directory = Path(self.memmap_dir)
             directory.mkdir(parents=True, exist_ok=True)
@@ -194,7 +207,8 @@ class FrameReplay:
         slots_per_stream = self.slots_per_stream
         first_write = int(self.written[stream])
         slot = (first_write + torch.arange(n_rows)) % slots_per_stream  # [n_rows]
-        self.slots[stream][slot] = rows
+        self.slots[stream][slot] = rows.exclude("frame")
+        self.slots["frame"][stream, slot.to(self.device)] = rows["frame"].to(self.device, non_blocking=True)
         self.written[stream] += n_rows
 
         # Sampleability changes only near the write: the new slots, the n slots before them (their n-step
@@ -278,10 +292,11 @@ class FrameReplay:
         offsets = torch.arange(self.frame_stack - 1, -1, -1)  # [N]: N-1, ..., 0 frames back
         back = torch.minimum(offsets[None, :], step[:, None])  # [B, N]
         back_next = torch.minimum(offsets[None, :], step[:, None] + length[:, None])  # [B, N]
-        frames = flat["frame"]  # [E * S, H, W]
-        observation = frames[base[:, None] + (slot[:, None] - back) % self.slots_per_stream]  # [B, N, H, W]
-        next_slot = slot[:, None] + length[:, None] - back_next
-        next_observation = frames[base[:, None] + next_slot % self.slots_per_stream]  # [B, N, H, W]
+        frames = flat["frame"]  # [E * S, H, W], on self.device
+        observation_slot = base[:, None] + (slot[:, None] - back) % self.slots_per_stream  # [B, N]
+        next_slot = base[:, None] + (slot[:, None] + length[:, None] - back_next) % self.slots_per_stream  # [B, N]
+        observation = frames[observation_slot.to(self.device, non_blocking=True)]  # [B, N, H, W]
+        next_observation = frames[next_slot.to(self.device, non_blocking=True)]  # [B, N, H, W]
         batch = TensorDict(
             {
                 TRANSITION_FIELDS["observation"]: observation,
@@ -315,7 +330,10 @@ class FrameReplay:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         filled = self._filled_slots()  # a memory not yet full is stored up to its last written slot
-        self.slots[:, :filled].memmap(prefix=path / "slots", copy_existing=True)
+        stored = self.slots[:, :filled]
+        if self.device.type != "cpu":
+            stored = stored.to("cpu")  # the frames come back to host memory to be written
+        stored.memmap(prefix=path / "slots", copy_existing=True)
         self.sampler.dumps(path / "sampler")
         meta = {
             "written": self.written.tolist(),

@@ -39,7 +39,8 @@ def make_loss(
     """
     loss = DQNLoss(q_network, loss_function=train_cfg.loss, delay_value=True, double_dqn=True)
     loss.set_keys(reward=reward_key[-1], terminated=terminated_key[-1])  # DQNLoss reads ("next", <reward>), ...
-    loss.make_value_estimator(ValueEstimators.TD0, gamma=train_cfg.gamma)
+    device = next(q_network.parameters()).device
+    loss.make_value_estimator(ValueEstimators.TD0, gamma=train_cfg.gamma, device=device)  # its gamma buffer beside the network
     return loss
 
 

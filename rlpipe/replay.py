@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 from tensordict import TensorDictBase
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictPrioritizedReplayBuffer, TensorDictReplayBuffer
@@ -35,6 +36,7 @@ from rlpipe.frame_replay import FrameReplay
 from rlpipe.keys import OBSERVATION_KEY, REWARD_KEY, STEPS_TO_NEXT_OBS_KEY
 
 
+CPU = torch.device("cpu")
 SCRATCH_MARKER = ".rlpipe-replay-scratch"  # names a directory an rlpipe run created for its memory-mapped replay
 
 
@@ -107,6 +109,23 @@ def make_replay_scratch(buffer_cfg: DictConfig, run_dir: Path) -> ReplayScratch 
         raise ConfigError(f"buffer.memmap_dir={parent}: cannot create the replay directory there ({err.strerror})") from None
 
 
+def replay_device(buffer_cfg: DictConfig, env_cfg: DictConfig, train_device: torch.device) -> torch.device:
+    """Where the stored transitions live (``buffer.device``).
+
+    ``auto`` puts a frame replay's frame ring (Atari) beside the learner: a GPU run's learning phase then gathers
+    its 8-frame stacks on the GPU (about 58 MB per phase of 4 x 32 at 3-step returns) and only indices cross the
+    bus. Other envs' transitions are a few floats each and stay in host memory: on a device, TorchRL hands back the
+    sampled indices there, and writing priorities into the CPU sum tree would wait for the device once more per
+    phase. Memory-mapped storage is host memory. The sum tree runs on the CPU in every case: the published TorchRL
+    wheel has no CUDA sum tree.
+    """
+    if buffer_cfg.device != "auto":
+        return torch.device(buffer_cfg.device)
+    if buffer_cfg.storage == "memmap" or env_cfg.kind != "atari":
+        return CPU
+    return train_device
+
+
 def make_replay_buffer(
     buffer_cfg: DictConfig,
     env_cfg: DictConfig,
@@ -116,6 +135,7 @@ def make_replay_buffer(
     gamma: float = 0.99,
     scratch: ReplayScratch | None = None,
     extra_keys: tuple = (),
+    device: torch.device = torch.device("cpu"),
 ) -> TensorDictReplayBuffer | FrameReplay:
     """The replay memory for ``env``: a :class:`~rlpipe.frame_replay.FrameReplay` for frame-stacked pixel
     observations, TorchRL's prioritized or uniform buffer otherwise.
@@ -136,6 +156,8 @@ def make_replay_buffer(
             memory in RAM.
         extra_keys: stored beside the env's transition keys (the learner's ``stored_keys``); the frame replay
             stores none (the configuration refuses them there).
+        device: where the stored transitions live (:func:`replay_device`): the frame ring of a frame replay, the
+            whole storage otherwise. Sampled minibatches come out there; the sum tree stays on the CPU.
     """
     prioritized = buffer_cfg.kind == "prioritized"
     memmap_dir = None if scratch is None else str(scratch.path)
@@ -155,11 +177,16 @@ def make_replay_buffer(
             gamma=gamma,
             terminal_key=terminal_key(env_cfg),
             memmap_dir=memmap_dir,
+            device=device,
         )
-    storage = LazyTensorStorage(buffer_cfg.capacity) if memmap_dir is None else LazyMemmapStorage(buffer_cfg.capacity, scratch_dir=memmap_dir)
+    if memmap_dir is None:
+        storage = LazyTensorStorage(buffer_cfg.capacity, device=device)
+    else:
+        storage = LazyMemmapStorage(buffer_cfg.capacity, scratch_dir=memmap_dir)
     if prioritized:
         replay: TensorDictReplayBuffer = TensorDictPrioritizedReplayBuffer(
-            alpha=buffer_cfg.alpha, beta=buffer_cfg.beta_init, eps=buffer_cfg.priority_eps, storage=storage
+            alpha=buffer_cfg.alpha, beta=buffer_cfg.beta_init, eps=buffer_cfg.priority_eps, storage=storage,
+            sampler_device=CPU,  # left to itself, TorchRL picks a CUDA tree for CUDA storage (not in the published wheel)
         )
     else:
         replay = TensorDictReplayBuffer(storage=storage)

@@ -18,7 +18,8 @@ from rlpipe.checkpoint import Counters, load_checkpoint, restore_checkpoint, sav
 from rlpipe.envs import action_mask_key, make_env, transition_keys
 from rlpipe.exploration import make_exploration
 from rlpipe.models import make_q_network
-from rlpipe.replay import make_replay_buffer
+from rlpipe.keys import INDEX_KEY, PRIORITY_WEIGHT_KEY
+from rlpipe.replay import make_replay_buffer, replay_device
 from rlpipe.run import learning_phase, make_agents
 
 META = torch.device("meta")
@@ -135,7 +136,8 @@ def test_a_learning_phase_waits_for_the_device_twice(preset):
     whatever its length: the finite check of its losses and the copy of its new priorities to the CPU sum tree.
     None sits inside an update. (RND's two agents add more, in ``observe`` and ``learn``: not yet removed.)"""
     cfg, env, agents, _ = _build(PRESETS[preset], META)
-    replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma, extra_keys=agents.stored_keys)
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma, extra_keys=agents.stored_keys,
+                                device=replay_device(cfg.buffer, cfg.env, META))  # the frame ring beside the learner
     torch.manual_seed(0)
     rollout = env.rollout(200 // max(env.batch_size.numel(), 1), break_when_any_done=False)
     agents.observe(rollout)
@@ -144,6 +146,82 @@ def test_a_learning_phase_waits_for_the_device_twice(preset):
         learned = learning_phase(replay, agents, n_updates=4, batch_size=cfg.train.batch_size, prioritized=True)
     assert sorted(syncs.calls) == ["__bool__", "cpu"], syncs.calls
     assert learned.result.losses.device == META and learned.block.batch_size == (4 * cfg.train.batch_size,)
+    env.close()
+
+
+def test_the_loss_keeps_its_discount_beside_the_network():
+    """TorchRL's value estimator makes its gamma buffer on the default device unless told: on a GPU run, a CPU
+    tensor inside every compiled update."""
+    cfg, _, agents, _ = _build(PRESETS["cartpole"], META)
+    elsewhere = {name: buffer.device for name, buffer in agents.loss_module.named_buffers() if buffer.device != META}
+    assert not elsewhere, elsewhere
+
+
+class _CudaStorage:
+    """What TorchRL's prioritized sampler reads of a storage to pick its tree's device: this one reports CUDA."""
+
+    device = torch.device("cuda", 0)
+
+
+@pytest.mark.parametrize("preset", ["cartpole", "breakout_temperature"])
+def test_the_replay_lives_on_the_runs_device_and_its_sum_tree_on_the_cpu(preset):
+    """``buffer.device``: a GPU run's stored transitions (the frame ring for pixels) sit beside the learner, so a
+    learning phase's stacks are gathered there; the sum tree stays on the CPU even when the storage reports CUDA
+    (left to itself, TorchRL's sampler switches to a CUDA tree, which its published wheel lacks, and fails)."""
+    cfg, env, _, _ = _build(PRESETS[preset], META)
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma, device=META)
+    torch.manual_seed(0)
+    replay.extend(env.rollout(200 // max(env.batch_size.numel(), 1), break_when_any_done=False))
+    block = replay.sample(4 * cfg.train.batch_size)
+    assert block.get("observation").device == META and block.get(("next", "observation")).device == META
+    if cfg.env.kind == "atari":  # the frame replay's indices stay where its sum tree reads them back: no wait
+        assert block.get(PRIORITY_WEIGHT_KEY).device == CPU and block.get(INDEX_KEY).device == CPU
+    sampler = replay.sampler
+    sampler._maybe_init_from_storage(_CudaStorage())  # what TorchRL does when it meets the storage
+    assert sampler.device == CPU and type(sampler._sum_tree).__name__ == "SumSegmentTreeFp32"
+    env.close()
+
+
+@pytest.mark.parametrize(("overrides", "device"), [
+    (["env=breakout"], "meta"),  # auto: the frame ring beside the learner
+    (["env=breakout", "buffer.device=cpu"], "cpu"),
+    (["env=breakout", "buffer.storage=memmap"], "cpu"),  # memory-mapped files are host memory
+    ([], "cpu"),  # a few floats per transition: host memory, where the sampled indices meet the CPU sum tree
+    (["buffer.device=cuda:1"], "cuda:1"),  # asked for: any storage
+])
+def test_buffer_device_auto_puts_the_frame_ring_beside_the_learner(overrides, device):
+    cfg = compose_config(overrides)
+    assert replay_device(cfg.buffer, cfg.env, META) == torch.device(device)
+
+
+def test_memory_mapped_replay_on_a_gpu_is_refused_with_one_line():
+    from rlpipe.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="buffer.device=cuda is invalid with buffer.storage=memmap"):
+        validate(compose_config(["buffer.storage=memmap", "buffer.device=cuda"]))
+
+
+def test_the_compiled_update_compiles_once_without_graph_breaks():
+    """``train.compile``: Dynamo traces the loss once and replays it for every update after, through learning-rate
+    changes (a tensor changed in place), target copies and new minibatches: every recompile or graph break would be
+    a stall at each update on a GPU (and one more kernel launch group)."""
+    from torch._dynamo.utils import counters
+
+    cfg = compose_config(["train.compile=true", "buffer.capacity=5000", "train.target_update_steps=3"])
+    env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=0)
+    agents = make_agents(cfg.train, cfg.exploration, lambda: make_q_network(cfg.model, env, CPU),
+                         transition_keys=transition_keys(env), observation_spec=env.full_observation_spec_unbatched,
+                         num_envs=env.batch_size.numel(), device=CPU, total_updates=100)
+    replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma)
+    torch.manual_seed(0)
+    replay.extend(env.rollout(300 // max(env.batch_size.numel(), 1), break_when_any_done=False))
+    torch._dynamo.reset()
+    counters.clear()
+    for phase in range(3):
+        agents.set_lr(cfg.train.lr / (phase + 1))
+        learning_phase(replay, agents, n_updates=4, batch_size=cfg.train.batch_size, prioritized=True)
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])  # a recompile adds a graph
+    assert not counters["graph_break"], dict(counters["graph_break"])
     env.close()
 
 
