@@ -131,14 +131,11 @@ class MovingMeanStd(nn.Module):
     def update(self, values: torch.Tensor) -> None:
         values = values.float().reshape(-1)
         batch_mean, batch_var = values.mean(), values.var(unbiased=False)
-        if self.count == 0:
-            self.mean.copy_(batch_mean)
-            self.var.copy_(batch_var)
-        else:
-            weight = 1.0 - (1.0 - 1.0 / self.horizon) ** values.numel()  # the batch's share of the new statistics
-            delta = batch_mean - self.mean
-            self.mean.add_(weight * delta)
-            self.var.copy_((1 - weight) * (self.var + weight * delta**2) + weight * batch_var)
+        weight = 1.0 - (1.0 - 1.0 / self.horizon) ** values.numel()  # the batch's share of the new statistics
+        delta = batch_mean - self.mean
+        first = self.count == 0  # chosen on the device: a Python branch on it would wait for a GPU every collect
+        self.var.copy_(torch.where(first, batch_var, (1 - weight) * (self.var + weight * delta**2) + weight * batch_var))
+        self.mean.copy_(torch.where(first, batch_mean, self.mean + weight * delta))
         self.count.add_(values.numel())
 
 
@@ -370,16 +367,20 @@ class RNDLearner:
         self._recent_combined: deque[float] = deque(maxlen=20)
         self._window: dict[str, list[torch.Tensor]] = {}
         self.schedule(0)
+        # a restored checkpoint brings its alpha: the host copy follows (read once, at the restore)
+        self.rnd.register_load_state_dict_post_hook(lambda module, keys: setattr(self, "_alpha", module.alpha.item()))
 
     def schedule(self, step: int) -> float:
         """Sets ``alpha`` for the run's agent-step counter; returns it."""
         value = self.alpha_schedule(step)
         self.rnd.alpha.fill_(value)
+        # A host copy, rounded as the stored buffer: reading the buffer back would wait for a GPU twice per collect.
+        self._alpha = torch.tensor(value, dtype=self.rnd.alpha.dtype).item()
         return value
 
     @property
     def alpha(self) -> float:
-        return float(self.rnd.alpha)
+        return self._alpha
 
     def observe(self, batch: TensorDictBase) -> None:
         """A collect's transitions ``[E, T]`` (or ``[T]``), before they are stored: RND's statistics, the combined
@@ -401,7 +402,7 @@ class RNDLearner:
             self._combined_return[done[:, t]] = 0.0
         if self._shared_acting is not None:
             plays = self._shared_acting.exploit_plays
-            self._window.setdefault("rnd/exploit_acting_share", []).append(plays.float().cpu())  # of the collect just made
+            self._window.setdefault("rnd/exploit_acting_share", []).append(plays.float())  # of the collect just made (read at log time)
             plays.copy_(torch.rand(plays.shape, device=plays.device) < self.exploit_acting_share)
 
     def _first_visits(self, observation: torch.Tensor, next_observation: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
@@ -429,15 +430,18 @@ class RNDLearner:
         With n-step transitions (``train.n_step > 1``) the replay stores the next novelty input and first-visit
         flag of the window's last step, so the intrinsic term is the novelty of where the n steps led, not a sum
         over them (the intermediate steps' inputs are not stored)."""
-        extrinsic = block.get(REWARD_KEY)  # [K*B, 1], where the replay keeps it (the CPU)
+        # The rewards are combined where the agents learn: only the extrinsic reward and the flags cross to a GPU
+        # (non-blocking), and nothing comes back.
+        block.clear_device_()  # the rewards written below stay on the learner's device (a CPU block would pull them back)
+        extrinsic = block.get(REWARD_KEY).to(self.device, non_blocking=True)  # [K*B, 1]
         inputs = self.rnd.normalised_input(block.get(self.novelty_key).to(self.device))  # [K*B, *O'], once per phase
-        intrinsic = (self.rnd.error(inputs) / self.rnd.scale).unsqueeze(-1).to(extrinsic.device)  # [K*B, 1]
-        if self.episodic_novelty:
-            intrinsic = intrinsic * block.get(FIRST_VISIT_KEY)  # [K*B, 1]: repeats within an episode earn nothing
+        intrinsic = (self.rnd.error(inputs) / self.rnd.scale).unsqueeze(-1)  # [K*B, 1]
+        if self.episodic_novelty:  # [K*B, 1]: repeats within an episode earn nothing
+            intrinsic = intrinsic * block.get(FIRST_VISIT_KEY).to(self.device, non_blocking=True)
         block.set(INTRINSIC_REWARD_KEY, intrinsic)
         block.set(COMBINED_REWARD_KEY, (1 - self.alpha) * extrinsic + self.alpha * intrinsic)
         if self.explore.terminated_key == NEVER_TERMINATED_KEY:  # exploration.explorer_episodic=false
-            block.set(NEVER_TERMINATED_KEY, torch.zeros_like(block.get(TERMINATED_KEY)))
+            block.set(NEVER_TERMINATED_KEY, torch.zeros_like(block.get(TERMINATED_KEY), device=self.device))
         explored = self.explore.learn(block)
         exploited = self.exploit.learn(block)
         predictor_losses = []

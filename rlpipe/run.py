@@ -116,12 +116,16 @@ def learning_phase(
         block = replay.sample(n_updates * batch_size)  # [K * B]
     with clock("learner"):
         result = agents.learn(block)  # K gradient steps, target updates, schedule steps
-        finite = bool(torch.isfinite(result.losses).all())
-    if not finite:
-        raise NonFiniteLoss(result.losses[~torch.isfinite(result.losses)][0].item())
+        # The host waits for the device once per phase, at its end: the losses (for the finite check) and the new
+        # priorities (for the CPU sum tree) come back in one copy.
+        n_losses = result.losses.numel()
+        host = torch.cat([result.losses.float(), result.priorities.float()] if prioritized else [result.losses.float()]).cpu()
+    losses = host[:n_losses]
+    if not bool(torch.isfinite(losses).all()):
+        raise NonFiniteLoss(losses[~torch.isfinite(losses)][0].item())
     priorities = None
     if prioritized:
-        priorities = result.priorities.cpu()  # [K * B] |TD error|
+        priorities = host[n_losses:]  # [K * B] |TD error|
         with clock("replay"):
             replay.update_priority(block.get(INDEX_KEY), priorities)
     return Learned(block=block, result=result, priorities=priorities)
