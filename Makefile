@@ -91,13 +91,13 @@ bench-ablation: $(STAMP)
 	  hydra.sweep.dir=outputs/multirun/ablation_target_update/bench
 	$(PY) -m rlpipe.plot outputs/multirun/ablation_target_update/bench
 
-# Breakout under the protocol (docs/results/breakout-learning.md): the original command, one seed, 2M agent steps;
-# many hours on a CPU: run it in the background (nohup make bench-breakout &); started again, it resumes.
+# Breakout trained long (docs/results/breakout-learning.md): the original command, one seed, 2M agent steps under
+# the protocol; many hours on a CPU: run it in the background (nohup make bench-breakout &); started again, it resumes.
 BREAKOUT_DIR ?= outputs/breakout_2m/temperature_seed0
 bench-breakout: $(STAMP)
 	$(PY) -m rlpipe.train env=breakout exploration=temperature train.seed=0 train.total_steps=2000000 hydra.run.dir=$(BREAKOUT_DIR) \
 	  $(if $(wildcard $(BREAKOUT_DIR)/checkpoints/last.pt),resume=$(BREAKOUT_DIR)/checkpoints/last.pt)
-	$(PY) benchmarks/breakout_runs.py temperature_seed0=$(BREAKOUT_DIR) --name breakout_protocol \
+	$(PY) benchmarks/breakout_runs.py temperature_seed0=$(BREAKOUT_DIR) --name breakout_2m \
 	  --title "rlpipe DQN on Breakout (env=breakout exploration=temperature), noop_starts protocol; dashed: 20 points"
 
 clean:

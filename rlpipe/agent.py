@@ -23,7 +23,7 @@ from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.modules import QValueActor
 
-from rlpipe.checkpoint import CheckpointError, load_checkpoint
+from rlpipe.checkpoint import AGENT_FORMAT, CheckpointError, load_checkpoint
 from rlpipe.config import ConfigError, validate
 from rlpipe.envs import make_env
 from rlpipe.keys import ACTION_MASK_KEY, OBSERVATION_KEY
@@ -58,7 +58,8 @@ class Agent:
 
     @classmethod
     def load(cls, checkpoint: str | Path, *, device: str | torch.device = "cpu", agent: str = "exploitation") -> Agent:
-        """The agent saved in ``checkpoint`` (``best.pt`` or ``last.pt`` of a run); raises ``CheckpointError``
+        """The agent saved in ``checkpoint`` (``best.pt`` or ``last.pt`` of a run, or a released agent written by
+        ``python -m rlpipe.export``, which holds one agent); raises ``CheckpointError``
         (one line, naming the file) when it is missing, truncated, foreign, or its network does not load. The one
         way a checkpoint becomes a policy: ``rlpipe.evaluate`` and ``rlpipe.record`` load through it.
 
@@ -66,8 +67,8 @@ class Agent:
         the extrinsic reward, evaluated during training) or ``exploration`` (RND's exploration agent)."""
         if agent not in AGENT_PIECES:
             raise ValueError(f"agent={agent!r}: expected one of {', '.join(AGENT_PIECES)}")
-        payload = load_checkpoint(checkpoint)
-        piece = AGENT_PIECES[agent]
+        payload = load_checkpoint(checkpoint, agent_file_ok=True)
+        piece = "q_network" if payload["format"] == AGENT_FORMAT else AGENT_PIECES[agent]  # (a released agent holds one)
         if payload.get(piece) is None:
             raise CheckpointError(f"{checkpoint}: has no {agent} agent (only runs with exploration=rnd have two agents)")
         try:

@@ -15,6 +15,11 @@ A checkpoint is a ``torch.save`` dict, loaded back with ``torch.load(weights_onl
 
 Files are written to a temporary name and renamed, so a crash never leaves a half-written checkpoint behind.
 Environments cannot be snapshotted: a resumed run starts new episodes.
+
+A **released agent** (:func:`save_agent`, ``python -m rlpipe.export``) is the same kind of file with ``format``
+``rlpipe-agent`` and only what playing needs: ``config``, ``counters`` (the step and the evaluations of the run it
+came from) and ``q_network``; no optimizer, target network, replay or RNG states, so it evaluates and records but
+does not resume training.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from omegaconf import DictConfig, OmegaConf
 from torchrl.data import ReplayBuffer
 
 FORMAT = "rlpipe-checkpoint"
+AGENT_FORMAT = "rlpipe-agent"  # a released agent: one Q-network's weights and the configuration that rebuilds it
 VERSION = 1
-_REQUIRED_KEYS = ("config", "counters", "rng")
+_REQUIRED_KEYS = {FORMAT: ("config", "counters", "rng"), AGENT_FORMAT: ("config", "counters", "q_network")}
 
 
 class CheckpointError(RuntimeError):
@@ -100,8 +106,13 @@ def save_checkpoint(
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Reads and checks a checkpoint; raises :class:`CheckpointError` with a one-line reason."""
+def load_checkpoint(path: str | Path, *, agent_file_ok: bool = False) -> dict[str, Any]:
+    """Reads and checks a checkpoint; raises :class:`CheckpointError` with a one-line reason.
+
+    Args:
+        path: a run's ``best.pt`` / ``last.pt``, or (with ``agent_file_ok``) a released agent file.
+        agent_file_ok: accept a released agent (:func:`save_agent`): what evaluates and plays, not what resumes.
+    """
     path = Path(path)
     if path.is_dir():
         inside = next((str(c) for c in (path / "checkpoints" / "last.pt", path / "last.pt") if c.is_file()), None)
@@ -123,15 +134,43 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         if "weights_only" in reason.lower() or "unpickl" in reason.lower():
             reason = "it holds Python objects other than tensors and plain data, which rlpipe never loads"
         raise CheckpointError(f"{path}: not a readable checkpoint: {reason[:160].rstrip('.')}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in _REQUIRED_KEYS:
         raise CheckpointError(f"{path}: not an rlpipe checkpoint")
+    if payload["format"] == AGENT_FORMAT and not agent_file_ok:
+        raise CheckpointError(f"{path}: a released agent (network weights only) evaluates and plays but cannot resume "
+                              f"training; resume from a run's checkpoints/last.pt")
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload.get('version')!r}, this rlpipe reads {VERSION}")
-    missing = [key for key in _REQUIRED_KEYS if key not in payload]
+    missing = [key for key in _REQUIRED_KEYS[payload["format"]] if key not in payload]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     payload["path"] = str(path)
     return payload
+
+
+def save_agent(path: Path, payload: Mapping[str, Any], *, piece: str = "q_network") -> None:
+    """Writes the agent ``piece`` of a loaded checkpoint (:func:`load_checkpoint`) as a released agent file: its
+    Q-network's weights, the run's configuration, and the step and evaluations it was trained to.
+
+    Args:
+        path: the file to write (``.pt``), atomically.
+        payload: a run's checkpoint, as loaded.
+        piece: which network (``q_network``; RND's exploration agent is ``explore/q_network``).
+    """
+    if payload.get(piece) is None:
+        raise CheckpointError(f"{payload.get('path', 'checkpoint')}: has no {piece}")
+    agent = {
+        "format": AGENT_FORMAT,
+        "version": VERSION,
+        "config": payload["config"],
+        "counters": {"step": payload["counters"]["step"], "evaluations": payload["counters"].get("evaluations", [])},
+        "q_network": payload[piece],
+        "source": {"checkpoint": str(payload.get("path")), "piece": piece},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(agent, temporary)
+    os.replace(temporary, path)
 
 
 def restore_checkpoint(

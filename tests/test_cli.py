@@ -101,6 +101,46 @@ def test_evaluate_cli_prints_one_json_line(cartpole_run):
     assert line["eval/return_std"] >= 0 and line["env"] == "CartPole-v1"
 
 
+def test_a_released_agent_holds_weights_only_and_plays_through_both_entry_points(cartpole_run, tmp_path):
+    """``rlpipe.export``: the agent file holds the Q-network, the configuration and the run's step and evaluations,
+    nothing that only resuming needs; ``Agent.load`` and ``rlpipe.evaluate`` play it exactly as the checkpoint."""
+    from rlpipe.agent import Agent
+
+    best = cartpole_run / "checkpoints" / "best.pt"
+    out = tmp_path / "agents" / "cartpole.pt"
+    result = run_module("rlpipe.export", f"checkpoint={best}", f"out={out}")
+    assert result.returncode == 0, result.stderr
+    (line,) = result.json_lines()
+    assert line["out"] == str(out) and line["bytes"] == out.stat().st_size and line["env"] == "CartPole-v1"
+    payload = load_checkpoint(out, agent_file_ok=True)
+    stored = load_checkpoint(best)
+    assert set(payload) == {"format", "version", "config", "counters", "q_network", "source", "path"}
+    assert all(torch.equal(payload["q_network"][k], stored["q_network"][k]) for k in stored["q_network"])
+    assert payload["counters"]["step"] == line["step"] == stored["counters"]["step"]
+    assert out.stat().st_size < best.stat().st_size / 2  # no optimizer moments, no target network, no RNG states
+
+    observations = torch.randn(64, 4)
+    assert torch.equal(Agent.load(out).act(observations), Agent.load(best).act(observations))
+    played = [run_module("rlpipe.evaluate", f"checkpoint={path}", "eval.episodes=3").json_lines()[0] for path in (out, best)]
+    assert played[0]["eval/returns"] == played[1]["eval/returns"] and played[0]["step"] == played[1]["step"]
+
+
+def test_a_released_agent_does_not_resume_and_a_foreign_file_is_not_an_agent(cartpole_run, tmp_path):
+    out = tmp_path / "agent.pt"
+    assert run_module("rlpipe.export", f"checkpoint={cartpole_run / 'checkpoints' / 'best.pt'}", f"out={out}").returncode == 0
+    result = run_module("rlpipe.train", f"resume={out}", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    assert result.returncode != 0 and "a released agent (network weights only) evaluates and plays but cannot resume" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model": torch.zeros(3)}, foreign)
+    for module, args in (("rlpipe.export", (f"checkpoint={foreign}", f"out={tmp_path / 'x.pt'}")),
+                         ("rlpipe.evaluate", (f"checkpoint={foreign}",))):
+        result = run_module(module, *args, timeout=120)
+        assert result.returncode != 0 and f"{foreign}: not an rlpipe checkpoint" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_lunarlander_smoke(tmp_path):
     _train(tmp_path, "env=lunarlander", "train.total_steps=400", "model.dueling=true", "buffer=uniform", "logger=tensorboard")
     summary = json.loads((tmp_path / "summary.json").read_text())

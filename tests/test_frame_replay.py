@@ -306,3 +306,59 @@ def test_n_step_targets_equal_hand_computed_values_across_a_lost_life_and_episod
     target = loss.value_estimator.value_estimate(batch.clone(), next_value=torch.full((9, 1), 10.0)).squeeze(-1)
     for t, (reward, steps, terminal, _, _) in expected.items():
         assert target[t].item() == pytest.approx(reward + (0.0 if terminal else gamma**steps * 10.0)), t
+
+
+def test_sampled_stacks_never_mix_frames_across_an_overwrite_under_real_training(tmp_path, monkeypatch):
+    """The replay ring wrapping around while an agent learns from it (a long Breakout run wraps its 1M-frame ring at
+    about 1M agent steps): a real training run on a ring of 200 frames per game, 3-step returns, prioritized
+    sampling with priorities written back. Every sampled observation and n-step next observation equals the stack
+    the environment produced for that transition, recorded as it was stored, through several laps of the ring."""
+    from conftest import compose_config
+
+    from rlpipe.train import train
+
+    truth: dict[tuple[int, int], tuple[bytes, bytes]] = {}  # (stream, row written) -> digests of (stack, next stack)
+    rings: list[FrameReplay] = []
+    checked = {"transitions": 0, "after_wrap": 0}
+    extend_stream, transitions = FrameReplay._extend_stream, FrameReplay.transitions
+
+    def recording_extend(self, stream, batch):
+        if not rings:
+            rings.append(self)
+        row, done = int(self.written[stream]), batch.get(("next", "done")).reshape(-1)
+        for t in range(done.numel()):  # the memory's own row arithmetic: an episode's end adds its final frame's row
+            truth[(stream, row)] = (_digest(batch.get(OBSERVATION_KEY)[t]), _digest(batch.get(("next", OBSERVATION_KEY))[t]))
+            row += 2 if done[t] else 1
+        extend_stream(self, stream, batch)
+
+    def checked_transitions(self, index):
+        batch = transitions(self, index)
+        steps = batch.get("steps_to_next_obs").reshape(-1)
+        for i, global_slot in enumerate(index.tolist()):
+            stream, slot = divmod(global_slot, self.slots_per_stream)
+            row = int(self._write_number(stream, torch.tensor(slot)))
+            assert _digest(batch.get(OBSERVATION_KEY)[i]) == truth[(stream, row)][0], (stream, row)
+            last = row + int(steps[i]) - 1  # the n-step window's last transition: no episode ends before it
+            assert _digest(batch.get(("next", OBSERVATION_KEY))[i]) == truth[(stream, last)][1], (stream, row, last)
+            checked["transitions"] += 1
+            checked["after_wrap"] += int(self.written[stream]) > self.slots_per_stream
+        return batch
+
+    monkeypatch.setattr(FrameReplay, "_extend_stream", recording_extend)
+    monkeypatch.setattr(FrameReplay, "transitions", checked_transitions)
+    cfg = compose_config(["env=breakout", "env.num_envs=2", "buffer.capacity=400", "train.total_steps=1200",
+                          "train.init_random_steps=200", "train.updates_per_step=0.0625", "train.compile=false", "eval.interval_steps=100000", "eval.episodes=1",
+                          "eval.greedy_game=false", "env.max_episode_steps=200", "checkpoint.interval_steps=100000",
+                          "checkpoint.save_buffer=false", "train.log_interval_steps=1000"])
+    train(cfg, tmp_path)
+    (ring,) = rings
+    assert cfg.train.n_step == 3 and cfg.buffer.kind == "prioritized"
+    assert int(ring.written.min()) > 2 * ring.slots_per_stream  # every game's ring went round more than twice
+    assert checked["after_wrap"] > 800, checked  # most sampled transitions were drawn after the first overwrite
+
+
+def _digest(stack: torch.Tensor) -> bytes:
+    """A stack's 8 frames of 84x84 pixels as a 20-byte digest (a run's every stack, kept whole, would take 360 MB)."""
+    import hashlib
+
+    return hashlib.sha1(stack.contiguous().numpy().tobytes()).digest()
