@@ -70,6 +70,17 @@ def _range(values: list[float], fmt: str = "{:,.0f}") -> str:
     return fmt.format(low) if low == high else f"{fmt.format(low)}-{fmt.format(high)}"
 
 
+def _extent(run: dict) -> str:
+    """How far a long run went: a run that has not finished was stopped there (it resumes from its last.pt)."""
+    return f"{run['steps']:,} steps" if run.get("finished", True) else f"a run stopped at {run['steps']:,} of {_planned(run):,} steps"
+
+
+def _planned(run: dict) -> int:
+    import yaml
+
+    return int(yaml.safe_load(run["config"])["train"]["total_steps"]) if run.get("config") else run["steps"]
+
+
 def headlines() -> str:
     """One row per task: its command and headline figure, each from its results file, with the page that has more."""
     rows = []
@@ -89,14 +100,14 @@ def headlines() -> str:
         rows.append(("Atari Breakout", "`python -m rlpipe.train env=breakout exploration=temperature`",
                      f"{best['eval/return_mean']:.1f} +- {best['eval/return_std']:.1f} at {best['step']:,} agent steps "
                      f"({run['protocol']['name']}, epsilon {run['protocol']['epsilon']:g}, {run['protocol']['episodes']} games; "
-                     f"{run['steps']:,} steps so far)", "results/breakout-learning.md"))
+                     f"{_extent(run)})", "results/breakout-learning.md"))
     pong = _load("pong_runs")
     if pong:
         run = next(iter(pong["runs"].values()))
         best = max(run["evaluations"], key=lambda e: e["eval/return_mean"])
         rows.append(("Atari Pong", "`python -m rlpipe.train env=atari env.game=Pong`",
                      f"{best['eval/return_mean']:.1f} +- {best['eval/return_std']:.1f} at {best['step']:,} agent steps "
-                     f"({run['protocol']['name']}, epsilon {run['protocol']['epsilon']:g}; {run['steps']:,} steps so far)",
+                     f"({run['protocol']['name']}, epsilon {run['protocol']['epsilon']:g}; {_extent(run)})",
                      "results/pong-learning.md"))
     doorkey = _load("doorkey")
     if doorkey:
