@@ -10,10 +10,12 @@ Steps, each timed and recorded:
    short random prefill), with ``torch.cuda.set_sync_debug_mode("warn")`` around every learning phase so that each
    host synchronisation inside one is reported; prints agent steps/s, updates/s, peak GPU memory and the run's own
    time split (``time/*``), and counts the synchronisation warnings;
-3. **precision**: the learning phase alone at batch 32 and 128, fp32 against bf16 autocast, medians of interleaved
-   rounds: the measurement that ``train.precision=auto`` waits for before it takes bf16 on a GPU.
-
-Not measured here (not built yet): a frame ring on the GPU, CUDA graphs, the whole update compiled.
+3. **update**: the learning phase alone at batch 32 and 128, medians of interleaved rounds, for the ways the
+   update can run on a GPU: the default (``train.compile_step=auto``: the loss and the optimizer step compiled),
+   the loss compiled alone (the CPU default), each update replayed from a CUDA graph (``train.cudagraphs=true``),
+   and bf16 autocast: the measurements that ``train.precision=auto`` and ``train.compile_step=auto`` wait for.
+   Each variant's loss after its rounds is recorded beside its rate (a captured update that stopped learning
+   would show there).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 
 from bench_common import REPO, compose_config, save
 
-STEPS = ("device_tests", "training", "precision")
+STEPS = ("device_tests", "training", "update")
 
 
 def device_tests() -> dict[str, object]:
@@ -83,8 +85,17 @@ def training(steps: int) -> dict[str, object]:
             "syncs_inside_learning_phases": len(caught), "sync_examples": sorted(set(caught))[:5]}
 
 
-def precision(rounds: int) -> dict[str, object]:
-    """The learning phase alone, fp32 against bf16, at batch 32 and 128 (the learner benchmark's own phase)."""
+# train overrides of each way to run the update (the default is the preset's own on a GPU)
+UPDATE_VARIANTS = {
+    "default": [],
+    "loss_compiled_only": ["train.compile_step=false"],
+    "cudagraphs": ["train.cudagraphs=true"],
+    "bf16": ["train.precision=bf16"],
+}
+
+
+def update(rounds: int) -> dict[str, object]:
+    """The learning phase alone, each of ``UPDATE_VARIANTS``, at batch 32 and 128 (the learner benchmark's own phase)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     from learner_throughput import rlpipe_phase, synthetic_frames
 
@@ -92,18 +103,21 @@ def precision(rounds: int) -> dict[str, object]:
     results = {}
     for batch in (32, 128):
         data = synthetic_frames(20_000, torch.Size([cfg.env.frame_stack, 84, 84]), 4)
-        phases = {name: rlpipe_phase(data, ["env=breakout", "train.device=cuda", f"train.batch_size={batch}", f"train.precision={name}"],
-                                     updates_per_phase=4) for name in ("fp32", "bf16")}
-        rates = {name: [] for name in phases}
+        phases = {name: rlpipe_phase(data, ["env=breakout", "train.device=cuda", f"train.batch_size={batch}", *overrides],
+                                     updates_per_phase=4) for name, overrides in UPDATE_VARIANTS.items()}
+        rates: dict[str, list[float]] = {name: [] for name in phases}
+        losses: dict[str, float] = {}
         for _ in range(rounds):
             for name, phase in phases.items():
                 torch.cuda.synchronize()
                 started = time.perf_counter()
                 for _ in range(8):
-                    phase()
+                    learned = phase()
                 torch.cuda.synchronize()
                 rates[name].append(32 / (time.perf_counter() - started))  # updates/s (8 phases of 4)
-        results[f"batch{batch}"] = {name: statistics.median(values) for name, values in rates.items()}
+                losses[name] = float(learned.result.losses.mean())
+        results[f"batch{batch}"] = {name: {"updates_per_s": statistics.median(values), "last_phase_loss": losses[name]}
+                                    for name, values in rates.items()}
     return results
 
 
@@ -115,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
     plan = {"cuda_available": cuda, "device": torch.cuda.get_device_name(0) if cuda else None, "steps": list(STEPS),
-            "training_steps": args.steps}
+            "training_steps": args.steps, "update_variants": UPDATE_VARIANTS}
     if args.dry_run or not cuda:
         if not cuda and not args.dry_run:
             raise SystemExit("gpu_check: no CUDA device here (torch.cuda.is_available() is False); run it on a GPU machine")
@@ -125,8 +139,8 @@ def main() -> None:
     print(json.dumps({"device_tests": result["device_tests"]}), flush=True)
     result["training"] = training(args.steps)
     print(json.dumps({"training": result["training"]}), flush=True)
-    result["precision"] = precision(args.rounds)
-    print(json.dumps({"precision": result["precision"]}), flush=True)
+    result["update"] = update(args.rounds)
+    print(json.dumps({"update": result["update"]}), flush=True)
     save("gpu_check", result)
 
 

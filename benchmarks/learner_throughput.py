@@ -202,10 +202,10 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
     replay.extend(data)
     batch_size, prioritized = cfg.train.batch_size, cfg.buffer.kind == "prioritized"
 
-    def phase() -> None:  # rlpipe/train.py's learning phase itself: one draw, the updates, the finite check, priorities
+    def phase():  # rlpipe/train.py's learning phase itself: one draw, the updates, the finite check, priorities
         if collect is not None:
             learner.observe(collect)
-        learning_phase(replay, learner, n_updates=updates_per_phase, batch_size=batch_size, prioritized=prioritized)
+        return learning_phase(replay, learner, n_updates=updates_per_phase, batch_size=batch_size, prioritized=prioritized)
 
     phase()  # the first call compiles
     return phase
@@ -214,7 +214,7 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
 def measure_variant(args: argparse.Namespace) -> dict:
     """Plain PyTorch against one rlpipe variant or one plain-PyTorch lever, interleaved in this process.
 
-    Variants: ``rlpipe:<buffer>:<K>:<compiled|eager>:<precision>``, or ``plain:<lever>[+<lever>]`` (``PLAIN_LEVERS``).
+    Variants: ``rlpipe:<buffer>:<K>:<compiled|compiled_step|eager>:<precision>``, or ``plain:<lever>[+<lever>]`` (``PLAIN_LEVERS``).
     """
     base = [f"env={args.env}"] + ([f"train.batch_size={args.batch_size}"] if args.batch_size else [])
     cfg = compose_config(base)
@@ -236,7 +236,9 @@ def measure_variant(args: argparse.Namespace) -> dict:
         threads = 1 if "threads1" in levers else None
     else:
         buffer, k, mode, precision = spec[0], int(spec[1]), spec[2], spec[3] if len(spec) > 3 else "auto"
-        overrides = [*base, f"buffer={buffer}", f"train.compile={mode == 'compiled'}", f"train.precision={precision}"]
+        compiled = mode in ("compiled", "compiled_step")  # compiled: the loss; compiled_step: clipping and Adam too
+        overrides = [*base, f"buffer={buffer}", f"train.compile={compiled}", f"train.compile_step={mode == 'compiled_step'}",
+                     f"train.precision={precision}"]
         contender = rlpipe_phase(data, overrides, updates_per_phase=k)
         threads = None
         described = {"buffer": buffer, "updates_per_phase": k, "mode": mode, "precision": precision,
@@ -261,7 +263,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="Breakout: the batch sizes to measure (32 128)")
     parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)  # one variant's batch size (the full run)
     parser.add_argument("--variants", nargs="+", help="measure only these variants (default: all for the env)")
-    parser.add_argument("--variant", help="rlpipe:buffer:K:compiled|eager[:precision] or plain:lever[+lever]; measure only this one")
+    parser.add_argument("--name", help="the results file's name (default: learner_throughput_<env>[_batch<B>...])")
+    parser.add_argument("--variant", help="rlpipe:buffer:K:compiled|compiled_step|eager[:precision] or plain:lever[+lever]; measure only this one")
     args = parser.parse_args()
     if args.variant:
         print(json.dumps(measure_variant(args)))
@@ -302,11 +305,13 @@ def main() -> None:
             name = "plain PyTorch + " + " + ".join(r["levers"])
         else:
             precision = f", {r['precision_used']}" if "precision_used" in r else ""
-            name = f"rlpipe, {r['buffer']} replay, {'compiled' if r['mode'] == 'compiled' else 'eager (train.compile=false)'}{precision}"
+            mode = {"compiled": "compiled", "compiled_step": "compiled with its optimizer step (train.compile_step=true)"}.get(
+                r["mode"], "eager (train.compile=false)")
+            name = f"rlpipe, {r['buffer']} replay, {mode}{precision}"
         print(f"| {name} | {r['batch_size']} | {r.get('updates_per_phase', 1)} | {r['rlpipe']['median']:.1f} | "
               f"{r['plain']['median']:.1f} | {r['ratio']:.2f} |")
     suffix = "".join(f"_batch{b}" for b in args.batch_sizes) if args.batch_sizes else ""
-    save(f"learner_throughput_{args.env}{suffix}", {
+    save(args.name or f"learner_throughput_{args.env}{suffix}", {
         "env": args.env, "model": model, "batch_sizes": [b or cfg.train.batch_size for b in batch_sizes],
         "preset_updates_per_phase": preset_k, "results": results,
     })

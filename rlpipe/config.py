@@ -109,6 +109,8 @@ class TrainConfig:
     target_update_steps: int = _key(at_least(1))
     target_tau: float = _key(Rule(lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"))
     compile: bool = _key()
+    compile_step: Any = _key(Rule(lambda v: v in ("auto", True, False), "auto, true or false"), default="auto")  # (defaults:
+    cudagraphs: bool = _key(default=False)  # checkpoints written before these keys existed)
     precision: str = _key(one_of("auto", "fp32", "bf16"), default="auto")
     num_threads: Optional[int] = _key(Rule(lambda v: v is None or v >= 1, "null or a number >= 1"), default=None)
     stop_on_solve: bool = _key()
@@ -475,6 +477,9 @@ def _check_cross_constraints(cfg: DictConfig, schemas: dict[str, type]) -> None:
     """The checks that tie keys of several sections together: the run's own here, then each chosen family's
     (a schema's ``check``, beside its keys)."""
     train, buffer = cfg.train, cfg.buffer
+    if train.cudagraphs and not (train.device == "auto" or train.device.startswith("cuda")):
+        raise ConfigError(f"train.cudagraphs=true is invalid with train.device={train.device}: CUDA graphs need a CUDA device "
+                          f"(train.device=cuda or auto on a GPU machine); expected false")
     if train.init_random_steps >= train.total_steps:
         raise ConfigError(
             f"train.total_steps={train.total_steps} is too short for train.init_random_steps={train.init_random_steps} "

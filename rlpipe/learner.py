@@ -18,6 +18,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler
 from torchrl.modules import QValueActor
 from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
 
+from rlpipe.config import ConfigError
 from rlpipe.keys import PRIORITY_WEIGHT_KEY, REWARD_KEY, STEPS_TO_NEXT_OBS_KEY, TERMINATED_KEY, TRANSITION_KEYS
 
 
@@ -44,17 +45,38 @@ def make_loss(
     return loss
 
 
-def make_optimizer(train_cfg: DictConfig, loss_module: DQNLoss, device: torch.device) -> torch.optim.Adam:
+def make_optimizer(
+    train_cfg: DictConfig, loss_module: DQNLoss, device: torch.device, *, compile_step: bool = False, capturable: bool = False
+) -> torch.optim.Adam:
     """Adam over the online Q-network's parameters (the target network's are buffers and never optimized).
 
-    The learning rate is a tensor so that a schedule changes it in place and never recompiles the update.
+    The learning rate is a tensor so that a schedule changes it in place and never recompiles the update; on a GPU
+    it lives there, where a captured update reads it (a CPU tensor would be baked into a CUDA graph as a constant).
+    Fused Adam (one kernel for every parameter) where the device has one, unless the optimizer step is compiled
+    (``compile_step``, see :func:`resolve_compile_step`: Dynamo does not trace the fused kernel, it fuses the
+    foreach step itself); ``capturable`` (step counters on the device) for an update captured in a CUDA graph.
     """
     return torch.optim.Adam(
         loss_module.parameters(),
-        lr=torch.tensor(train_cfg.lr),
+        lr=torch.tensor(train_cfg.lr, device=device if device.type == "cuda" else "cpu"),
         eps=train_cfg.adam_eps,
-        fused=device.type in ("cpu", "cuda"),
+        fused=device.type in ("cpu", "cuda") and not compile_step,
+        capturable=capturable,
     )
+
+
+def resolve_compile_step(train_cfg: DictConfig, device: torch.device) -> bool:
+    """Whether gradient clipping and the Adam step are compiled too (``train.compile_step``; with ``train.compile``).
+
+    ``auto`` compiles them on a GPU, where the eager step is a dozen small kernel launches per update (TorchRL's DQN
+    example compiles its whole update the same way; not measured on a GPU here yet: ``benchmarks/gpu_check.py``),
+    and not on a CPU, where the compiled step was measured slower than fused Adam (docs/design/devices.md).
+    """
+    if not train_cfg.compile:
+        return False
+    if train_cfg.compile_step == "auto":
+        return device.type == "cuda"
+    return bool(train_cfg.compile_step)
 
 
 def make_lr_scheduler(train_cfg: DictConfig, optimizer: torch.optim.Optimizer, *, total_updates: int) -> LRScheduler | None:
@@ -85,18 +107,23 @@ def make_gradient_update(
     """The gradient step as ``train.py`` runs it (and the learner benchmark measures it).
 
     Args:
-        train_cfg: the ``train`` config section (clipping, compile, n-step).
+        train_cfg: the ``train`` config section (clipping, compile, compile_step, cudagraphs, n-step).
         loss_module, optimizer: from :func:`make_loss` and :func:`make_optimizer`.
         transition_keys: what a stored transition of the env holds (``rlpipe.envs.transition_keys``).
         device: where the learner's parameters live.
     """
     if train_cfg.n_step > 1:  # n-step transitions carry the steps they span: TD(0) bootstraps with gamma ** steps
         transition_keys = transition_keys + (STEPS_TO_NEXT_OBS_KEY,)
+    if train_cfg.cudagraphs and device.type != "cuda":
+        raise ConfigError(f"train.cudagraphs=true needs a CUDA device, and the learner runs on {device}: set train.device=cuda "
+                          f"on a GPU machine, or train.cudagraphs=false")
     return GradientUpdate(
         loss_module,
         optimizer,
         max_grad_norm=train_cfg.max_grad_norm,
         compile=train_cfg.compile,
+        compile_step=resolve_compile_step(train_cfg, device),
+        cudagraphs=train_cfg.cudagraphs,
         device=device,
         transition_keys=transition_keys,
     )
@@ -116,19 +143,25 @@ class GradientUpdate:
 
     With ``compile``, ``torch.compile`` builds one graph for the loss: the ``DQNLoss`` forward, whose backward
     AOTAutograd compiles too. The sampled tensors go in as plain tensors and the TensorDict that ``DQNLoss`` reads
-    is rebuilt inside the graph, where it costs nothing. ``loss.backward()``, clipping and the fused Adam step stay
-    eager: Dynamo does not trace ``backward()``, and a graph break inside one compiled function, like compiling the
-    fused optimizer, costs more than it saves (measured on CPU). This brings ``DQNLoss`` to the speed of a
-    hand-written PyTorch update (``benchmarks/learner_throughput.py``).
+    is rebuilt inside the graph, where it costs nothing. ``loss.backward()`` stays outside (Dynamo does not trace
+    it). With ``compile_step`` as well, gradient clipping and the Adam step are a second graph (PyTorch's compiled
+    optimizer: the per-parameter updates fused into a few kernels), the rest of "the whole update compiled" as
+    TorchRL's DQN example compiles it; on a CPU it was measured slower than fused Adam, so ``auto`` takes it on GPUs
+    only. This brings ``DQNLoss`` to the speed of a hand-written PyTorch update (``benchmarks/learner_throughput.py``).
+
+    With ``cudagraphs``, each update (loss, backward, clipping, Adam) replays one captured CUDA graph
+    (:class:`CapturedUpdate`): one launch instead of about a hundred.
 
     Args:
         loss_module: the ``DQNLoss``; its online parameters are updated in place.
-        optimizer: the optimizer over those parameters.
+        optimizer: the optimizer over those parameters (capturable, its learning rate on the GPU, for ``cudagraphs``).
         max_grad_norm: the global gradient norm is clipped to this value.
         compile: compile the loss graph (the first call compiles).
         device: where the learner's parameters live; sampled tensors are moved there.
         transition_keys: what a sampled transition holds (``rlpipe.envs.transition_keys``): ``TRANSITION_KEYS``,
             plus the action masks of state and next state for masked envs.
+        compile_step: compile gradient clipping and the optimizer step too.
+        cudagraphs: capture the update in a CUDA graph after a few eager calls (CUDA only).
     """
 
     def __init__(
@@ -140,6 +173,8 @@ class GradientUpdate:
         compile: bool,
         device: torch.device,
         transition_keys: tuple = TRANSITION_KEYS,
+        compile_step: bool = False,
+        cudagraphs: bool = False,
     ) -> None:
         self.loss_module = loss_module
         self.transition_keys = transition_keys
@@ -149,19 +184,38 @@ class GradientUpdate:
         self._parameters = [p for group in optimizer.param_groups for p in group["params"]]
         loss_module.in_keys  # DQNLoss fills in_keys on first use; doing it now spares a recompile at update 2
         self._loss = torch.compile(self._eager_loss, dynamic=False) if compile else self._eager_loss
+        self._step = torch.compile(self._eager_step, dynamic=False) if compile_step else self._eager_step
+        self._update = CapturedUpdate(self._eager_update) if cudagraphs else self._eager_update
+        # Sampled tensors in host memory cross to a GPU from pinned memory, without a host wait.
+        self._pin = device.type == "cuda"
 
     def __call__(self, batch: TensorDict) -> UpdateResult:
         """Updates the online network on ``batch`` (``transition_keys``, plus PER weights when prioritized)."""
-        tensors = [batch.get(key).to(self.device, non_blocking=True) for key in self.transition_keys]
+        tensors = [self._to_device(batch.get(key)) for key in self.transition_keys]
         weight = batch.get(PRIORITY_WEIGHT_KEY, None)
         if weight is not None:
-            weight = weight.to(self.device, non_blocking=True)
+            weight = self._to_device(weight)
+        loss, priority, grad_norm = self._update(weight, *tensors)
+        return UpdateResult(loss=loss, priority=priority, grad_norm=grad_norm)
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self._pin and tensor.device.type == "cpu":
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=True)
+
+    def _eager_update(self, weight: torch.Tensor | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The loss ``[]``, the new priorities ``[B]`` and the gradient norm ``[]`` of one update on a batch."""
         loss, priority = self._loss(weight, *tensors)
         loss.backward()
+        grad_norm = self._step()
+        self.optimizer.zero_grad(set_to_none=False)  # the gradients keep their memory (a captured graph's addresses)
+        return loss.detach(), priority, grad_norm.detach()
+
+    def _eager_step(self) -> torch.Tensor:
+        """Clips the gradient's global L2 norm and steps the optimizer; returns the norm before clipping ``[]``."""
         grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters, self.max_grad_norm)
         self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=False)
-        return UpdateResult(loss=loss.detach(), priority=priority, grad_norm=grad_norm.detach())
+        return grad_norm
 
     def _eager_loss(self, weight: torch.Tensor | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss ``[]`` and the new priorities ``[B]`` of a batch.
@@ -178,6 +232,53 @@ class GradientUpdate:
         squared_td_error = batch.get(self.loss_module.tensor_keys.priority)  # [B, 1], written by DQNLoss
         priority = squared_td_error.reshape(-1).sqrt()  # [B] |delta|: see rlpipe.replay for why not delta^2
         return loss, priority
+
+
+class CapturedUpdate:
+    """A gradient update replayed from one CUDA graph (PyTorch's whole-network capture:
+    https://pytorch.org/docs/stable/notes/cuda.html#whole-network-capture).
+
+    The first ``warmup_calls`` calls run eagerly on a side stream (autograd and the optimizer set up their state
+    there, and ``torch.compile`` compiles); the next call copies its inputs into static tensors, captures the update
+    and replays it; every later call copies its inputs into those tensors and replays. Every call is exactly one
+    update on its own batch. Outputs are cloned: a replay overwrites the graph's outputs, and a learning phase keeps
+    the losses and priorities of all its updates. What changes between updates must change in place at fixed
+    addresses: the learning rate is a GPU tensor that the schedule fills, Adam is capturable, the target network
+    is copied into in place (TorchRL's ``HardUpdate``), the gradients are zeroed, never freed.
+
+    Hand-written rather than ``tensordict.nn.CudaGraphModule`` (which TorchRL's examples use): that module calls
+    ``torch.cuda.synchronize()`` before every replay, a host wait per update where rlpipe allows one per learning
+    phase. Runs on CUDA only; not yet run on a GPU (``benchmarks/gpu_check.py`` runs it first).
+    """
+
+    def __init__(self, update: Callable[..., tuple[torch.Tensor, ...]], *, warmup_calls: int = 3) -> None:
+        self.update = update
+        self.warmup_calls = warmup_calls
+        self.calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self._static_inputs: list[torch.Tensor | None] = []
+        self._static_outputs: tuple[torch.Tensor, ...] = ()
+
+    def __call__(self, *inputs: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        self.calls += 1
+        if self.calls <= self.warmup_calls:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                outputs = self.update(*inputs)
+            torch.cuda.current_stream().wait_stream(side)
+            return outputs
+        if self.graph is None:
+            self._static_inputs = [None if t is None else t.clone() for t in inputs]
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self._static_outputs = self.update(*self._static_inputs)
+        else:
+            for static, new in zip(self._static_inputs, inputs, strict=True):
+                if static is not None:
+                    static.copy_(new, non_blocking=True)
+        self.graph.replay()
+        return tuple(output.clone() for output in self._static_outputs)
 
 
 class TargetUpdaterState:
@@ -240,7 +341,8 @@ class Learner:
         own = {REWARD_KEY: reward_key, TERMINATED_KEY: terminated_key}
         transition_keys = tuple(own.get(key, key) for key in transition_keys)
         self.loss_module = make_loss(train_cfg, q_network, reward_key=reward_key, terminated_key=terminated_key)
-        self.optimizer = make_optimizer(train_cfg, self.loss_module, device)
+        self.optimizer = make_optimizer(train_cfg, self.loss_module, device, compile_step=resolve_compile_step(train_cfg, device),
+                                        capturable=train_cfg.cudagraphs and device.type == "cuda")
         self.lr_scheduler = make_lr_scheduler(train_cfg, self.optimizer, total_updates=total_updates)
         self.target_updater = make_target_updater(train_cfg, self.loss_module)
         self.gradient_update = make_gradient_update(train_cfg, self.loss_module, self.optimizer,

@@ -93,7 +93,9 @@ class AutocastSequential(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         *body, head = self
-        with torch.autocast(self.device_type, dtype=self.dtype):
+        # cache_enabled=False: the cast weights are not kept past this forward (each weight is used once in it, so
+        # the cache saves nothing), which a CUDA-graph capture of the update requires.
+        with torch.autocast(self.device_type, dtype=self.dtype, cache_enabled=False):
             for layer in body:
                 x = layer(x)
         return head(x.float())

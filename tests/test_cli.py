@@ -133,11 +133,10 @@ def test_a_released_agent_does_not_resume_and_a_foreign_file_is_not_an_agent(car
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     foreign = tmp_path / "foreign.pt"
     torch.save({"model": torch.zeros(3)}, foreign)
-    for module, args in (("rlpipe.export", (f"checkpoint={foreign}", f"out={tmp_path / 'x.pt'}")),
-                         ("rlpipe.evaluate", (f"checkpoint={foreign}",))):
-        result = run_module(module, *args, timeout=120)
-        assert result.returncode != 0 and f"{foreign}: not an rlpipe checkpoint" in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    # (rlpipe.evaluate and rlpipe.train refuse the same file: test_foreign_and_truncated_checkpoints_fail_cleanly)
+    result = run_module("rlpipe.export", f"checkpoint={foreign}", f"out={tmp_path / 'x.pt'}", timeout=120)
+    assert result.returncode != 0 and f"{foreign}: not an rlpipe checkpoint" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "x.pt").exists()
 
 

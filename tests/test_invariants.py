@@ -274,7 +274,7 @@ def test_priorities_land_on_the_sampled_transitions():
     replay.extend(data)
     # lr 0: every minibatch sees the same network; no target copy within the phase's 4 updates
     train_cfg = _train_cfg(gamma=0.9, lr=0.0, target_update_steps=10, batch_size=8, max_grad_norm=10.0, compile=False,
-                           n_step=1, lr_schedule="constant")
+                           n_step=1, lr_schedule="constant", cudagraphs=False)
     learner = Learner(train_cfg, _linear_q(W_ONLINE), transition_keys=TRANSITION_KEYS, device=CPU, total_updates=10)
     _set_target(learner.loss_module, W_TARGET)
 

@@ -236,7 +236,7 @@ def test_training_records_evaluation_episodes_and_sends_videos_to_tensorboard(tm
 
     run_dir = tmp_path / "run"
     result = run_module("rlpipe.train", "env=breakout", "eval.greedy_game=false", "train.total_steps=1600", "train.init_random_steps=400",
-                        "eval.interval_steps=800", "eval.episodes=1", "train.compile=false", "logger=tensorboard",
+                        "eval.interval_steps=800", "eval.episodes=1", "env.max_episode_steps=400", "train.compile=false", "logger=tensorboard",
                         "record.dataset=true", "record.video=true", "record.episodes=2", "record.max_steps_per_episode=40",
                         f"hydra.run.dir={run_dir}", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -312,9 +312,11 @@ def test_episodic_novelty_rewards_only_an_observations_first_visit_in_its_episod
                          ids=["episodic_novelty", "agent_state", "n_step", "exploit_acting"])
 def test_a_training_run_stores_what_rnd_reads(variant, tmp_path):
     """train.py's wiring: the learner's flags and inputs reach the replay (observed before stored, kept as
-    stored_keys), on two envs; without it the replay or the learning phase fails on a missing key."""
+    stored_keys), on two envs; without it the replay or the learning phase fails on a missing key. The n-step
+    variant compiles its updates as the preset does; the others run eager (the compile is 60% of such a short run)."""
     run_dir = tmp_path / "run"
-    result = run_module("rlpipe.train", "env=doorkey_primitive", "exploration=rnd", *variant, "env.num_envs=2",
+    compile = "train.n_step=3" in variant
+    result = run_module("rlpipe.train", "env=doorkey_primitive", "exploration=rnd", *variant, "env.num_envs=2", f"train.compile={compile}",
                         "env.max_decisions=40", "train.total_steps=1200", "train.init_random_steps=400", "eval.episodes=2",
                         "eval.interval_steps=1200", "checkpoint.interval_steps=1200", "train.log_interval_steps=400",
                         f"hydra.run.dir={run_dir}")
