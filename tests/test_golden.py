@@ -26,8 +26,8 @@ RUNS = {
     "cartpole": ["train.total_steps=2000", "train.init_random_steps=500", "eval.interval_steps=500", "eval.episodes=3",
                  "checkpoint.interval_steps=1000", "train.log_interval_steps=500"],
     # RND with two agents, the exploitation agent acting in a quarter of the collects, 5-step returns, DoorKey
-    "doorkey_rnd": ["experiment=doorkey_rnd", "train.total_steps=1200", "train.init_random_steps=400", "eval.interval_steps=400",
-                    "eval.episodes=3", "checkpoint.interval_steps=800", "train.log_interval_steps=400", "train.compile=false"],
+    "doorkey_rnd": ["experiment=doorkey_rnd", "train.total_steps=800", "train.init_random_steps=400", "eval.interval_steps=300",
+                    "eval.episodes=3", "checkpoint.interval_steps=400", "train.log_interval_steps=400", "train.compile=false"],
 }
 
 

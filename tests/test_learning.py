@@ -44,10 +44,13 @@ def test_lunarlander_reaches_200_within_200k_steps(tmp_path):
 
 
 def test_doorkey_skills_reach_99_percent_success_within_20k_decisions(tmp_path):
-    # The issue's target with the default configuration and the benchmark's evaluation schedule (100 greedy episodes
-    # every 5,000 decisions), seed 0. Every measured 20k-decision run reached 1.00 (docs/results/doorkey.md and
-    # docs/lab-notes/2026-11-22-doorkey-target-copies.md), but the curve before that varies with seed and thread count, so only the end is asserted.
-    summary = _train(tmp_path, "env=doorkey", "train.seed=0")
+    # The target with the default configuration, seed 0, judged on 100 greedy episodes at the end. Every measured
+    # 20k-decision run reached 1.00 (docs/results/doorkey.md and docs/lab-notes/2026-11-22-doorkey-target-copies.md),
+    # but the curve before that varies with seed and thread count, so only the end is asserted, and only the end is
+    # evaluated: evaluations draw nothing from training's generators (this run's 3,350 training episodes are the
+    # benchmark's, evaluated every 5,000 decisions), and seed 0's failing early ones (100 episodes of 100 decisions
+    # each) cost as much as a quarter of the run.
+    summary = _train(tmp_path, "env=doorkey", "train.seed=0", "eval.interval_steps=20000")
     assert summary["steps"] <= 20_000 + 4 and summary["eval/episodes"] == 100
     assert summary["eval/success_rate"] >= 0.99, summary["evaluations"]
     assert 3 <= summary["eval/length_mean"] <= 10  # GetKey, OpenDoor, GoToGoal (+ the odd detour)

@@ -17,6 +17,7 @@ from rlpipe.envs import make_env
 from rlpipe.envs.atari import protocol
 from rlpipe.keys import OBSERVATION_KEY
 from rlpipe.record import ACTIONS_FILE, EPISODES_DIR, GameplayDataset, record_dataset
+from rlpipe.record.dataset import FINAL_FRAME
 from rlpipe.runtime import seed_everything
 
 MAX_STEPS = 80  # agent steps per recorded episode: short episodes keep the test fast
@@ -47,6 +48,8 @@ def test_frame_t_is_the_observation_on_which_action_t_was_chosen(tmp_path):
             assert (recorded == td.get(OBSERVATION_KEY)[-1].numpy()).all(), f"{episode['name']} frame {t}"
             td.set("action", torch.tensor(action["index"]))
             td = step_mdp(env.step(td))
+        final = np.asarray(Image.open(tmp_path / EPISODES_DIR / episode["name"] / FINAL_FRAME))
+        assert (final == td.get(OBSERVATION_KEY)[-1].numpy()).all(), f"{episode['name']}: the frame the last action led to"
     env.close()
 
 
@@ -102,7 +105,8 @@ def test_cli_records_a_random_agent_and_refuses_to_mix_recordings(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     meta = json.loads((tmp_path / ACTIONS_FILE).read_text())
     assert [e["name"] for e in meta["episodes"]] == ["episode_001", "episode_002"] and meta["agent"] == "random"
-    assert len(list((tmp_path / EPISODES_DIR / "episode_002").glob("*.png"))) == 30
+    assert len(list((tmp_path / EPISODES_DIR / "episode_002").glob("frame_*.png"))) == 30
+    assert (tmp_path / EPISODES_DIR / "episode_002" / FINAL_FRAME).is_file()
     again = run_module("rlpipe.record", *args, timeout=300)
     assert again.returncode != 0 and "holds a recording already" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
@@ -354,7 +358,7 @@ def test_any_atari_game_records_with_its_own_action_names(tmp_path):
     assert meta["protocol"]["env_id"] == "ALE/MsPacman-v5" and len(meta["action_names"]) == 9
     assert meta["action_names"][:5] == ["NOOP", "UP", "RIGHT", "LEFT", "DOWN"]
     assert {a["name"] for a in meta["episodes"][0]["actions"]} <= set(meta["action_names"])
-    assert len(list((tmp_path / EPISODES_DIR / "episode_001").glob("*.png"))) == 12
+    assert len(list((tmp_path / EPISODES_DIR / "episode_001").glob("frame_*.png"))) == 12
 
 
 def test_a_full_disk_is_one_line_and_leaves_the_finished_episodes_readable(tmp_path):

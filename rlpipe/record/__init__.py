@@ -5,7 +5,8 @@ random one, on the command line or while training.
   back as sequences);
 - :mod:`rlpipe.record.video`: MP4 videos of the game's colour screen with the step, action and score;
 - :mod:`rlpipe.record.training`: :class:`TrainingRecorder`, episodes recorded after each evaluation of a run;
-- :mod:`rlpipe.record.cli`: ``python -m rlpipe.record dataset|video|bulk`` (``conf/record.yaml``).
+- :mod:`rlpipe.record.minari_format`: recordings as Minari datasets (export, and TorchRL's reader);
+- :mod:`rlpipe.record.cli`: ``python -m rlpipe.record dataset|video|bulk|export`` (``conf/record.yaml``).
 """
 
 from rlpipe.record.dataset import (

@@ -5,6 +5,8 @@
     python -m rlpipe.record dataset agent=random episodes=3 dry_run=true      # plays, writes nothing
     python -m rlpipe.record video checkpoint=outputs/<run>/checkpoints/best.pt  # data/videos/trained_agent_1.mp4
     python -m rlpipe.record bulk checkpoint=PATH total_videos=20 percent_random=30 output_dir=bulk_videos
+    python -m rlpipe.record dataset checkpoint=PATH episodes=100 format=minari  # a Minari dataset (rlpipe.record.minari_format)
+    python -m rlpipe.record export input=data/pong_random format=minari [dataset_id=rlpipe/pong-random-v0]
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from rlpipe.record.dataset import ACTIONS_FILE, Policy, check_output_dir, random
 from rlpipe.record.video import record_video
 from rlpipe.runtime import CONF_DIR, check_command_line, check_creatable, quiet_libraries, seed_everything
 
-MODES = ("dataset", "video", "bulk")
+MODES = ("dataset", "video", "bulk", "export")
+FORMATS = ("png", "minari")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="record")  # absolute: this module is not __main__
@@ -41,10 +44,16 @@ def main(cfg: DictConfig) -> None:
     quiet_libraries()
     try:
         _check(cfg)
+    except ConfigError as err:
+        raise SystemExit(f"rlpipe.record: {err}") from None
+    if cfg.mode == "export":
+        _export(Path(cfg.input), dataset_id=cfg.dataset_id)
+        return
+    try:
         if cfg.mode == "bulk":  # bulk mixes both agents: the checkpoint's (when given) and a random one
             cfg.agent = "trained" if cfg.checkpoint is not None else "random"
         output_dir = None if cfg.dry_run else Path(cfg.output_dir)
-        if output_dir is not None and cfg.mode == "dataset":
+        if output_dir is not None and cfg.mode == "dataset" and cfg.format != "minari":
             check_output_dir(output_dir)
         if output_dir is not None and cfg.mode in ("video", "bulk"):
             try:
@@ -55,6 +64,8 @@ def main(cfg: DictConfig) -> None:
     except (CheckpointError, ConfigError) as err:
         raise SystemExit(f"rlpipe.record: {err}") from None
     env, env_cfg, policy = source.env, source.env_cfg, source.policy
+    if output_dir is not None and cfg.format == "minari":  # recorded in the default layout, then converted
+        output_dir = Path(tempfile.mkdtemp(prefix="rlpipe-record-"))
     if cfg.mode in ("video", "bulk"):
         _videos(cfg, env, policy)
         return
@@ -75,6 +86,12 @@ def main(cfg: DictConfig) -> None:
         env.close()
     seconds = time.perf_counter() - started
     steps = sum(e["length"] for e in recording["episodes"])
+    if output_dir is not None and cfg.format == "minari":
+        try:
+            _export(output_dir, dataset_id=cfg.dataset_id)
+        finally:
+            shutil.rmtree(output_dir)
+        output_dir = None
     print(json.dumps({"output_dir": None if output_dir is None else str(output_dir), "episodes": len(recording["episodes"]),
                       "agent_steps": steps, "seconds": round(seconds, 2), "steps_per_second": round(steps / seconds, 1),
                       "score_mean": float(np.mean([e["score"] for e in recording["episodes"]])),
@@ -113,7 +130,27 @@ def _videos(cfg: DictConfig, env: EnvBase, policy: Policy) -> None:
     print(json.dumps({"videos": results, "seconds": round(seconds, 2), "frames_per_second": round(frames / seconds, 1)}))
 
 
+def _export(root: Path, *, dataset_id: str | None) -> None:
+    """``rlpipe.record export`` (and ``dataset ... format=minari``): the recording under ``root`` as a Minari dataset;
+    prints one JSON line (its id, directory, episodes and steps)."""
+    from rlpipe.record.minari_format import export_minari
+
+    try:
+        dataset = export_minari(root, dataset_id=dataset_id)
+    except ConfigError as err:
+        raise SystemExit(f"rlpipe.record: {err}") from None
+    print(json.dumps({"dataset_id": dataset.spec.dataset_id, "path": str(dataset.spec.data_path),
+                      "episodes": dataset.total_episodes, "agent_steps": dataset.total_steps}))
+
+
 def _check(cfg: DictConfig) -> None:
+    if cfg.format not in FORMATS or (cfg.mode == "export" and cfg.format != "minari"):
+        raise ConfigError(f"format={cfg.format!r} is invalid with mode {cfg.mode}: expected "
+                          f"{'minari' if cfg.mode == 'export' else ' or '.join(FORMATS)}")
+    if cfg.mode == "export" and cfg.input is None:
+        raise ConfigError("export needs input=DIR (a recording's output_dir)")
+    if cfg.format == "minari" and cfg.mode in ("video", "bulk"):
+        raise ConfigError(f"format=minari is for datasets (rlpipe.record dataset or export), not mode {cfg.mode}")
     if cfg.agent not in ("trained", "random"):
         raise ConfigError(f"agent={cfg.agent!r} is invalid: expected one of trained, random")
     if cfg.episodes < 1:

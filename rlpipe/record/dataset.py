@@ -3,10 +3,12 @@
 Layout under a recording's root::
 
     raw_gameplay/episodes/episode_001/frame_00000.png ...   # one 84x84 grayscale PNG per agent step
+    raw_gameplay/episodes/episode_001/final.png             # the frame after the last action (where the episode ended)
     actions/actions.json                                    # per episode: actions, rewards, lives, score, split
 
 Frame ``t`` of an episode is the newest frame of the observation on which action ``t`` was chosen (the agent saw
-it, with the 7 frames before it); ``actions.json`` gives that action by index and by the game's name, the game
+it, with the 7 frames before it); ``final.png`` is the newest frame of the observation the last action led to
+(offline-RL formats such as Minari store it: ``rlpipe.record.minari_format``); ``actions.json`` gives that action by index and by the game's name, the game
 reward it earned (unshaped), and the lives left after it. Each episode is written under a temporary name and
 renamed when complete, and ``actions.json`` is rewritten atomically after every episode: an interrupted recording
 leaves its finished episodes readable and no half episode that looks complete. A seeded 10% of the episodes
@@ -39,6 +41,7 @@ FORMAT = "rlpipe-gameplay"
 VERSION = 1
 EPISODES_DIR = Path("raw_gameplay") / "episodes"
 ACTIONS_FILE = Path("actions") / "actions.json"
+FINAL_FRAME = "final.png"  # in each episode's directory (recordings made before it existed lack it)
 
 Policy = Callable[[torch.Tensor], int]  # observation [N, H, W] uint8 -> action index
 
@@ -147,7 +150,8 @@ class DatasetWriter:
             shutil.rmtree(temporary, ignore_errors=True)
             temporary.mkdir(parents=True)
         entry = play_episode(env, policy, self.action_names, max_steps=max_steps,
-                              on_step=_nothing if temporary is None else functools.partial(_save_frame, temporary))
+                              on_step=_nothing if temporary is None else functools.partial(_save_frame, temporary),
+                              on_end=_nothing if temporary is None else functools.partial(_save_final_frame, temporary))
         entry = {"name": name, "split": "validation" if index in self._validation else "train", **fields, **entry}
         self.recording["episodes"].append(entry)
         if self.output_dir is not None:
@@ -161,16 +165,23 @@ def _save_frame(directory: Path, t: int, observation: torch.Tensor, action: int,
     Image.fromarray(observation[-1].numpy()).save(directory / f"frame_{t:05d}.png")
 
 
+def _save_final_frame(directory: Path, observation: torch.Tensor) -> None:
+    """The newest frame of the observation the episode's last action led to."""
+    Image.fromarray(observation[-1].numpy()).save(directory / FINAL_FRAME)
+
+
 def _nothing(*args: object) -> None:
     """A dry run writes no frame."""
 
 
 def play_episode(
-    env: EnvBase, policy: Policy, names: list[str], *, max_steps: int, on_step: Callable[[int, torch.Tensor, int, float], None]
+    env: EnvBase, policy: Policy, names: list[str], *, max_steps: int, on_step: Callable[[int, torch.Tensor, int, float], None],
+    on_end: Callable[[torch.Tensor], None] = _nothing,
 ) -> dict[str, Any]:
     """One episode, the loop that datasets and videos share. Before each step, ``on_step(t, observation, action,
     score)`` sees the observation ``[N, H, W]`` on which action ``t`` was chosen (the game is still at that frame)
-    and the game score so far; returns the actions, the unshaped game reward each earned and the lives after it."""
+    and the game score so far; after the last step, ``on_end(observation)`` sees the observation it led to. Returns
+    the actions, the unshaped game reward each earned and the lives after it."""
     td = env.reset()
     actions, rewards, lives_left = [], [], []
     score, done = 0.0, False
@@ -189,6 +200,7 @@ def play_episode(
         td = step_mdp(td)
         if done:
             break
+    on_end(td.get(OBSERVATION_KEY))
     return {"length": len(actions), "score": score, "truncated": not done, "actions": actions, "rewards": rewards,
             "lives": lives_left}
 
