@@ -56,13 +56,39 @@ def make_optimizer(
     (``compile_step``, see :func:`resolve_compile_step`: Dynamo does not trace the fused kernel, it fuses the
     foreach step itself); ``capturable`` (step counters on the device) for an update captured in a CUDA graph.
     """
-    return torch.optim.Adam(
+    optimizer = torch.optim.Adam(
         loss_module.parameters(),
         lr=torch.tensor(train_cfg.lr, device=device if device.type == "cuda" else "cpu"),
         eps=train_cfg.adam_eps,
         fused=device.type in ("cpu", "cuda") and not compile_step,
         capturable=capturable,
     )
+    optimizer.register_load_state_dict_post_hook(_KeepBuiltSettings(optimizer))
+    return optimizer
+
+
+class _KeepBuiltSettings:
+    """After ``Optimizer.load_state_dict``: the settings this run built, not the checkpoint's.
+
+    torch restores each parameter group whole, so a checkpoint would bring back the writing run's ``fused``,
+    ``capturable`` and ``foreach`` (a GPU run's capturable Adam on a CPU, or a CPU run's on a GPU whose updates are
+    captured) and a new learning-rate tensor on the CPU (a captured update would keep reading the old one). This
+    hook puts back the built settings and the built learning-rate tensor, filled with the checkpoint's rate, and
+    moves Adam's step counters where those settings want them.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.built = [{key: group[key] for key in ("lr", "fused", "capturable", "foreach")} for group in optimizer.param_groups]
+
+    def __call__(self, optimizer: torch.optim.Optimizer) -> None:
+        for group, built in zip(optimizer.param_groups, self.built, strict=True):
+            built["lr"].fill_(float(group["lr"]))  # (a host read at load time only)
+            group.update(built)
+            on_device = bool(group["fused"] or group["capturable"])
+            for parameter in group["params"]:
+                state = optimizer.state.get(parameter, {})
+                if "step" in state:
+                    state["step"] = state["step"].to(parameter.device if on_device else "cpu", torch.float32)
 
 
 def resolve_compile_step(train_cfg: DictConfig, device: torch.device) -> bool:
@@ -261,6 +287,8 @@ class CapturedUpdate:
 
     def __call__(self, *inputs: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         self.calls += 1
+        if self._static_inputs:  # the graph reads what it captured: the same inputs present (PER weights or none)
+            assert [t is None for t in inputs] == [t is None for t in self._static_inputs], "inputs differ from the captured ones"
         if self.calls <= self.warmup_calls:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
@@ -270,9 +298,10 @@ class CapturedUpdate:
             return outputs
         if self.graph is None:
             self._static_inputs = [None if t is None else t.clone() for t in inputs]
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
                 self._static_outputs = self.update(*self._static_inputs)
+            self.graph = graph  # (only once captured: a failed capture is not replayed)
         else:
             for static, new in zip(self._static_inputs, inputs, strict=True):
                 if static is not None:

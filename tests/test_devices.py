@@ -251,8 +251,10 @@ def test_the_compiled_update_compiles_once_without_graph_breaks(compile_step):
     assert not counters["stats"].get("unique_graphs") and not counters["graph_break"], (dict(counters["stats"]), first)
     if not compile_step:  # the loss: one graph, whole
         assert first[0]["unique_graphs"] == 1 and not first[1], first
-    else:  # Adam's first step builds its state outside the graph (Dynamo's own break); never again after
-        assert first[0]["unique_graphs"] >= 2, first
+    else:  # at steady state the step breaks only where torch.optim breaks on purpose (no_grad: pytorch#104053)
+        explained = torch._dynamo.explain(agents.gradient_update._eager_step)()
+        reasons = [str(reason.reason) for reason in explained.break_reasons]
+        assert explained.graph_break_count <= 2 and all("User-inserted graph break" in r for r in reasons), reasons
 
 
 def test_the_compiled_optimizer_step_updates_as_fused_adam_does():
@@ -267,12 +269,29 @@ def test_the_compiled_optimizer_step_updates_as_fused_adam_does():
             learning_phase(replay, agents, n_updates=4, batch_size=cfg.train.batch_size, prioritized=True)
         weights[compile_step] = {k: v.clone() for k, v in agents.q_network.state_dict().items()}
     initial = _cartpole_agents(["train.compile=false"])[1].q_network.state_dict()
-    for key, fused in weights[False].items():
-        assert not torch.equal(fused, initial[key])  # it learned
-        apart = (fused - weights[True][key]).abs()
-        # Adam divides by sqrt(v): where a gradient is near zero, rounding can flip one step's sign (about 1 in 10^4
-        # weights here); each step moves a weight by at most lr, 12 steps in all.
-        assert (apart > 1e-5).float().mean() < 1e-3 and apart.max() <= 12 * 0.01, (key, apart.max())
+    assert all(not torch.equal(fused, initial[key]) for key, fused in weights[False].items())  # it learned
+    apart = torch.cat([(fused - weights[True][key]).abs().flatten() for key, fused in weights[False].items()])
+    # Adam divides by sqrt(v): where a gradient is near zero, rounding can flip a step's sign (about 1 weight in 10^4
+    # here); a step moves a weight by at most about lr, 12 steps in all.
+    assert (apart > 1e-5).float().mean() < 1e-3 and apart.max() <= 12 * 0.01, apart.max()
+
+
+def test_a_resumed_optimizer_keeps_the_settings_and_learning_rate_tensor_it_was_built_with():
+    """A checkpoint's Adam groups carry the writing run's settings (a GPU run's capturable, compiled step) and a new
+    learning-rate tensor: loading keeps this run's own, with the checkpoint's rate in its learning-rate tensor."""
+    cfg, agents, replay = _cartpole_agents(["train.compile=false", "train.lr=0.01"])
+    learning_phase(replay, agents, n_updates=2, batch_size=cfg.train.batch_size, prioritized=True)
+    written = agents.optimizer.state_dict()
+    written["param_groups"][0].update(capturable=True, fused=False, lr=torch.tensor(0.005))  # as a GPU run would write it
+    _, resumed, _ = _cartpole_agents(["train.compile=false"])
+    built_lr = resumed.optimizer.param_groups[0]["lr"]
+    resumed.optimizer.load_state_dict(written)
+    group = resumed.optimizer.param_groups[0]
+    assert group["lr"] is built_lr and float(built_lr) == pytest.approx(0.005) and resumed.lr == pytest.approx(0.005)
+    assert group["fused"] is True and group["capturable"] is False
+    steps = [state["step"] for state in resumed.optimizer.state.values()]
+    assert steps and all(step.device == CPU and float(step) == 2 for step in steps)
+    learning_phase(replay, resumed, n_updates=2, batch_size=cfg.train.batch_size, prioritized=True)  # and steps on
 
 
 def test_cuda_graphs_are_refused_without_a_cuda_device():

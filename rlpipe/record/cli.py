@@ -64,8 +64,18 @@ def main(cfg: DictConfig) -> None:
     except (CheckpointError, ConfigError) as err:
         raise SystemExit(f"rlpipe.record: {err}") from None
     env, env_cfg, policy = source.env, source.env_cfg, source.policy
-    if output_dir is not None and cfg.format == "minari":  # recorded in the default layout, then converted
-        output_dir = Path(tempfile.mkdtemp(prefix="rlpipe-record-"))
+    staging = None
+    if output_dir is not None and cfg.format == "minari":  # recorded in the default layout beside output_dir, then converted
+        from rlpipe.record.minari_format import check_dataset_id, default_dataset_id
+
+        dataset_id = cfg.dataset_id or default_dataset_id({"protocol": {"env_id": env_cfg.id}, **source.metadata})
+        try:
+            check_dataset_id(dataset_id)  # before playing: a taken id would throw the recording away
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except ConfigError as err:
+            env.close()
+            raise SystemExit(f"rlpipe.record: {err}") from None
+        staging = output_dir = Path(tempfile.mkdtemp(prefix=".minari-staging-", dir=output_dir))
     if cfg.mode in ("video", "bulk"):
         _videos(cfg, env, policy)
         return
@@ -77,20 +87,22 @@ def main(cfg: DictConfig) -> None:
             metadata={**source.metadata, "seed": cfg.seed, "protocol": protocol(env_cfg), "frame_shape": [env_cfg.screen_size] * 2},
         )
     except OSError as err:  # a full or vanished output directory
-        raise SystemExit(f"rlpipe.record: cannot write the recording under {cfg.output_dir}: {err.strerror}") from None
+        raise SystemExit(f"rlpipe.record: cannot write the recording under {output_dir}: {err.strerror}") from None
     except KeyboardInterrupt:
         done = "" if output_dir is None else f"; the episodes finished so far are in {output_dir / ACTIONS_FILE}"
+        if staging is not None:
+            done += f" (python -m rlpipe.record export input={staging} format=minari converts them)"
         print(f"rlpipe.record: interrupted{done}", file=sys.stderr)
         raise SystemExit(130) from None
     finally:
         env.close()
     seconds = time.perf_counter() - started
     steps = sum(e["length"] for e in recording["episodes"])
-    if output_dir is not None and cfg.format == "minari":
-        try:
-            _export(output_dir, dataset_id=cfg.dataset_id)
-        finally:
-            shutil.rmtree(output_dir)
+    if staging is not None:
+        _export(staging, dataset_id=dataset_id, keep_on_failure=True)
+        shutil.rmtree(staging)
+        if not any(staging.parent.iterdir()):  # output_dir held nothing but the staging directory
+            staging.parent.rmdir()
         output_dir = None
     print(json.dumps({"output_dir": None if output_dir is None else str(output_dir), "episodes": len(recording["episodes"]),
                       "agent_steps": steps, "seconds": round(seconds, 2), "steps_per_second": round(steps / seconds, 1),
@@ -130,15 +142,17 @@ def _videos(cfg: DictConfig, env: EnvBase, policy: Policy) -> None:
     print(json.dumps({"videos": results, "seconds": round(seconds, 2), "frames_per_second": round(frames / seconds, 1)}))
 
 
-def _export(root: Path, *, dataset_id: str | None) -> None:
+def _export(root: Path, *, dataset_id: str | None, keep_on_failure: bool = False) -> None:
     """``rlpipe.record export`` (and ``dataset ... format=minari``): the recording under ``root`` as a Minari dataset;
-    prints one JSON line (its id, directory, episodes and steps)."""
+    prints one JSON line (its id, directory, episodes and steps). A failure is one line; with ``keep_on_failure``
+    it names the recording left under ``root``."""
     from rlpipe.record.minari_format import export_minari
 
     try:
         dataset = export_minari(root, dataset_id=dataset_id)
-    except ConfigError as err:
-        raise SystemExit(f"rlpipe.record: {err}") from None
+    except (ConfigError, ValueError, OSError) as err:  # (Minari refuses a malformed id with ValueError)
+        kept = f"; the recording is kept in {root}" if keep_on_failure else ""
+        raise SystemExit(f"rlpipe.record: cannot write the Minari dataset: {err}{kept}") from None
     print(json.dumps({"dataset_id": dataset.spec.dataset_id, "path": str(dataset.spec.data_path),
                       "episodes": dataset.total_episodes, "agent_steps": dataset.total_steps}))
 

@@ -184,7 +184,7 @@ def play_episode(
     the actions, the unshaped game reward each earned and the lives after it."""
     td = env.reset()
     actions, rewards, lives_left = [], [], []
-    score, done = 0.0, False
+    score, done, cut = 0.0, False, False
     for t in range(max_steps):
         observation = td.get(OBSERVATION_KEY)  # [N, H, W] uint8
         action = int(policy(observation))
@@ -197,11 +197,12 @@ def play_episode(
         lives_left.append(lives(env))
         score = new_score
         done = bool(td.get(("next", "done")))
+        cut = bool(td.get(("next", "truncated")))  # the env's own episode cap (env.max_episode_steps), not the game's end
         td = step_mdp(td)
         if done:
             break
     on_end(td.get(OBSERVATION_KEY))
-    return {"length": len(actions), "score": score, "truncated": not done, "actions": actions, "rewards": rewards,
+    return {"length": len(actions), "score": score, "truncated": not done or cut, "actions": actions, "rewards": rewards,
             "lives": lives_left}
 
 

@@ -33,6 +33,15 @@ from rlpipe.config import ConfigError
 from rlpipe.record.dataset import ACTIONS_FILE, EPISODES_DIR, FINAL_FRAME, _read_png
 
 
+def check_dataset_id(dataset_id: str) -> None:
+    """Refuses an id that a local Minari dataset has already."""
+    import minari
+
+    if dataset_id in minari.list_local_datasets():
+        raise ConfigError(f"dataset_id={dataset_id} exists already in {minari.storage.get_dataset_path(dataset_id).parent}: "
+                          f"choose another dataset_id (or delete it: minari delete {dataset_id})")
+
+
 def default_dataset_id(recording: dict[str, Any]) -> str:
     """``rlpipe/<game>-<agent>-v0``, e.g. ``rlpipe/breakout-trained-v0`` (Minari's ``namespace/name-version``)."""
     game = recording["protocol"]["env_id"].removeprefix("ALE/").removesuffix("-v5").lower()
@@ -75,9 +84,7 @@ def export_minari(root: Path, *, dataset_id: str | None = None, description: str
     if not recording["episodes"]:
         raise ConfigError(f"input={root}: the recording has no finished episode")
     dataset_id = dataset_id or default_dataset_id(recording)
-    if dataset_id in minari.list_local_datasets():
-        raise ConfigError(f"dataset_id={dataset_id} exists already in {minari.storage.get_dataset_path(dataset_id).parent}: "
-                          f"choose another dataset_id (or delete it: minari delete {dataset_id})")
+    check_dataset_id(dataset_id)
     buffers = [episode_buffer(root, episode, index) for index, episode in enumerate(recording["episodes"])]
     height, width = buffers[0].observations.shape[1:]
     with warnings.catch_warnings():  # Minari warns that no env (and no evaluation env) is named: on purpose, below
