@@ -31,8 +31,6 @@ from bench_common import RESULTS, current_names, save  # noqa: E402
 from rlpipe.config import validate  # noqa: E402
 from rlpipe.evaluate import evaluation_protocol  # noqa: E402
 
-BAR = 20.0  # the original project's success criterion for Breakout: an evaluation mean game score of 20
-
 
 def protocol_of(summary: dict, config: str) -> dict:
     """The run's evaluation protocol: its summary's, or for runs from before summaries named it, the one its stored
@@ -193,7 +191,9 @@ def main() -> None:
     png = RESULTS / ("breakout_curves.png" if args.name == "breakout_runs" else f"{args.name}.png")
     plot(runs, png, args.title)
     print(f"wrote {png.relative_to(RESULTS.parents[1])}")
-    save(args.name, {"bar": BAR, "runs": runs, "epsilon_0.05_evaluations": epsilon_evals})
+    # the bar the runs are judged against: their game's solved_return (Breakout 20, the original project's; Pong 18)
+    bars = sorted({run["solved_return"] for run in runs.values() if run["solved_return"] is not None})
+    save(args.name, {"bar": bars[0] if len(bars) == 1 else bars, "runs": runs, "epsilon_0.05_evaluations": epsilon_evals})
 
 
 if __name__ == "__main__":
