@@ -364,6 +364,29 @@ class UniformBufferConfig:
 
 
 @dataclass
+class SyncCollectorConfig:
+    kind: str = _key(one_of("sync"))
+
+
+@dataclass
+class AsyncCollectorConfig:
+    kind: str = _key(one_of("async"))
+    num_workers: int = _key(at_least(1))
+    sync_interval_updates: int = _key(at_least(1))
+    worker_exploration: str = _key(one_of("schedule", "apex"))
+
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        workers, num_envs = cfg.collector.num_workers, cfg.env.num_envs
+        if num_envs % workers:
+            raise ConfigError(f"collector.num_workers={workers} is invalid with env.num_envs={num_envs}: every worker steps "
+                              f"the same number of envs; expected a divisor of env.num_envs (or env.num_envs={workers})")
+        if cfg.exploration.kind == "rnd":
+            raise ConfigError("collector=async is invalid with exploration=rnd: RND's two agents and its statistics are "
+                              "not shared with collection workers; expected collector=sync")
+
+
+@dataclass
 class CsvLoggerConfig:
     pass
 
@@ -400,6 +423,7 @@ _FAMILY_SCHEMAS: dict[str, dict[str, type]] = {
     "model": {"mlp": MlpConfig, "nature_cnn": NatureCnnConfig},
     "exploration": {"egreedy": EGreedyConfig, "temperature": TemperatureConfig, "rnd": RndConfig},
     "buffer": {"prioritized": PrioritizedBufferConfig, "uniform": UniformBufferConfig},
+    "collector": {"sync": SyncCollectorConfig, "async": AsyncCollectorConfig},
 }
 _TOP_LEVEL_KEYS = ("resume",)  # resume: path to a checkpoint, or null
 
@@ -415,6 +439,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     if isinstance(plain.get("logger"), dict) and "kind" in plain["logger"]:  # checkpoints from before logger=[a,b]
         legacy = dict(plain["logger"])
         plain["logger"] = {legacy.pop("kind"): legacy}
+    plain.setdefault("collector", {"kind": "sync"})  # checkpoints from before collector=async
     known = (*_SECTION_SCHEMAS, *_FAMILY_SCHEMAS, *_TOP_LEVEL_KEYS)
     for key in plain:
         if key not in known:
@@ -508,7 +533,7 @@ def _check_cross_constraints(cfg: DictConfig, schemas: dict[str, type]) -> None:
             f"so each collect must hold more than n_step steps per env; expected n_step < "
             f"{train.steps_per_collect // cfg.env.num_envs} or a larger train.steps_per_collect"
         )
-    for section in ("env", "exploration", "buffer", "eval", "record"):
+    for section in ("env", "exploration", "buffer", "eval", "record", "collector"):
         check = getattr(schemas[section], "check", None)
         if check is not None:
             check(cfg)

@@ -31,6 +31,7 @@ from torchrl.envs import EnvBase
 from torchrl.modules import QValueActor
 from tqdm import tqdm
 
+from rlpipe.async_collect import AsyncCollection, make_async_collection, policy_lag
 from rlpipe.checkpoint import Counters, restore_checkpoint, save_checkpoint
 from rlpipe.collect import make_collector
 from rlpipe.envs import action_mask_key, episode_stats, make_env, score_key, transition_keys
@@ -183,7 +184,7 @@ class Run:
     exploration: Exploration
     replay: Any  # FrameReplay, or TorchRL's replay buffer
     beta_schedule: Callable[[int], float]
-    collector: Collector
+    collector: Collector | AsyncCollection  # collector=sync | async (worker processes: rlpipe.async_collect)
     recorder: TrainingRecorder | None
     logger: Loggers
     pieces: dict[str, Any]  # what a checkpoint stores, by name
@@ -206,6 +207,7 @@ class Run:
     last_eval: EvalResult | None = None
     block: TensorDict | None = None  # the latest learning phase's minibatches (for the Q-value diagnostic)
     last_ending: Ending = field(default_factory=lambda: Ending(finishing=False, interrupted=False, out_of_time=False))
+    policy_lags: list[tuple[float, int]] = field(default_factory=list)  # collector=async: each round's (mean, max) lag
 
     # ---- the loop's steps
 
@@ -217,6 +219,9 @@ class Run:
 
     def count(self, batch: TensorDictBase) -> None:
         """Counts the collect's agent steps and the episodes that ended in it (their return, score and length)."""
+        lag = policy_lag(batch, self.counters.updates)  # collector=async: how old the acting weights were
+        if lag is not None:
+            self.policy_lags.append(lag)
         batch = batch.reshape(-1)  # [steps_per_collect] transitions
         self.counters.step += batch.numel()
         done = batch.get(("next", "done")).reshape(-1)
@@ -260,6 +265,12 @@ class Run:
         if learned.priorities is not None:
             self.window.record_priorities(learned.priorities, learned.block.get(PRIORITY_WEIGHT_KEY))
         self.window.record_updates(learned.result.losses, learned.result.grad_norms)
+
+    def share_weights(self) -> None:
+        """``collector=async``: sends the learner's weights to the collection workers once
+        ``collector.sync_interval_updates`` updates have passed (the in-process collector acts with them live)."""
+        if isinstance(self.collector, AsyncCollection):
+            self.collector.sync_weights(self.counters.updates)
 
     # ---- periodic duties
 
@@ -336,6 +347,10 @@ class Run:
         }
         if self.settings.prioritized:
             metrics["buffer/beta"] = self.replay.sampler.beta
+        if self.policy_lags:  # collector=async: gradient updates between the acting weights and the learner's
+            metrics["collector/policy_lag_updates"] = sum(mean for mean, _ in self.policy_lags) / len(self.policy_lags)
+            metrics["collector/policy_lag_updates_max"] = max(most for _, most in self.policy_lags)
+            self.policy_lags.clear()
         self.logger.log_metrics(metrics, step=counters.step)
         self.progress.set_postfix({  # the logger's names (episode/reward: the last 20 training episodes)
             "episode/reward": f"{self.window.recent_return:.1f}",
@@ -402,7 +417,8 @@ def build_run(
     seed_everything(cfg.train.seed)
     check_logger(cfg.logger)
 
-    env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=cfg.train.seed, parallel=True)  # (env.parallel: workers)
+    collecting_here = cfg.collector.kind == "sync"  # collector=async: worker processes step their own envs, this one gives the specs
+    env = make_env(cfg.env, num_envs=cfg.env.num_envs, seed=cfg.train.seed, parallel=collecting_here)  # (env.parallel: workers)
     eval_env = make_env(cfg.env, num_envs=cfg.eval.episodes, seed=cfg.train.seed + EVAL_SEED_OFFSET)
     # eval.greedy_game (Atari): one greedy game from a fixed start besides the protocol's games
     greedy_env = make_env(fixed_start(cfg.env), seed=cfg.train.seed + EVAL_SEED_OFFSET) if cfg.eval.greedy_game else None
@@ -454,10 +470,17 @@ def build_run(
 
     # Random prefill in whole collects (the collector rounds up); a restored buffer needs none.
     random_steps = 0 if buffer_restored else _round_up(cfg.train.init_random_steps, cfg.train.steps_per_collect)
-    collector = make_collector(env, policy, steps_per_collect=cfg.train.steps_per_collect, device=device, random_steps=random_steps)
-    goal = solved_when(cfg.env)
     clock = StageClock()  # where the wall time goes: env, acting, replay, learner, eval, checkpoint (time/*)
-    clock.time_module(policy, "acting")  # the collector calls the policy: time it through forward hooks
+    collector: Collector | AsyncCollection
+    if collecting_here:
+        collector = make_collector(env, policy, steps_per_collect=cfg.train.steps_per_collect, device=device, random_steps=random_steps)
+        clock.time_module(policy, "acting")  # the collector calls the policy: time it through forward hooks
+    else:  # (time/env is then the wait for the workers' round; they act in their own processes)
+        collector = make_async_collection(cfg, agents.acting_network, exploration.module, random_steps=random_steps,
+                                          updates=counters.updates)
+        cleanup.callback(collector.shutdown)  # the workers stop on an exception too
+        env.close()
+    goal = solved_when(cfg.env)
     return Run(
         cfg=cfg, run_dir=run_dir,
         settings=Settings(

@@ -34,6 +34,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from rlpipe.async_collect import WorkerDied
 from rlpipe.checkpoint import CheckpointError, check_stored_buffer, load_checkpoint
 from rlpipe.config import ConfigError, validate
 from rlpipe.resume import resumed_config
@@ -62,6 +63,7 @@ def loop(run: Run) -> None:
         n_updates = run.updates_due(batch.numel())  # train.updates_per_step (none during the random prefill)
         if n_updates:
             run.learn(n_updates)  # one draw of n_updates minibatches, the gradient updates, new priorities
+            run.share_weights()  # collector=async: the workers get the learner's weights every sync interval
         ending = run.ending()  # the step budget, the time limit, a solve, or a signal
         if run.evaluation_due(ending):
             run.evaluate()  # the protocol's games: evaluations.jsonl, best.pt, solved, summary.json
@@ -142,6 +144,8 @@ def main(cfg: DictConfig) -> float | None:
         except (CheckpointError, TrainingDiverged) as err:
             directory.discard()
             raise SystemExit(f"rlpipe.train: {err}") from None
+        except WorkerDied as err:
+            raise SystemExit(f"rlpipe.train: {err}; the run's last checkpoint stands (resume=<run>/checkpoints/last.pt)") from None
     _report(summary)
     return summary["eval/return_mean"]  # what a sweeper optimizes (hydra/sweeper=optuna)
 

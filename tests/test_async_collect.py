@@ -1,0 +1,191 @@
+"""``collector=async``: worker processes collect while the learner learns (rlpipe.async_collect).
+
+Invariants rather than exact results (an asynchronous run is not bit-reproducible): every env's stream arrives whole
+and in order through weight syncs and a busy learner, the acting weights' versions and lag, the replay ratio, a clean
+stop that leaves no worker behind, resume, a dead worker as one line, and the configuration's refusals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torchrl.collectors import MultiAsyncCollector
+
+from conftest import compose_config, run_module, start_module
+from rlpipe.async_collect import (POLICY_VERSION_KEY, WORKER_KEY, _RoundGate, _WorkerQueues, apex_epsilon, apex_temperature,
+                                  make_async_collection)
+from rlpipe.checkpoint import load_checkpoint
+from rlpipe.config import ConfigError
+from rlpipe.envs import make_env
+from rlpipe.exploration import make_exploration
+from rlpipe.models import make_q_network
+
+FAST = ["collector=async", "train.compile=false", "train.num_threads=1", "train.init_random_steps=256",
+        "eval.episodes=3", "eval.interval_steps=1024", "checkpoint.interval_steps=512", "train.log_interval_steps=256"]
+
+
+def test_apex_exploration_spans_its_published_range():
+    assert apex_epsilon(0, 1) == 0.4
+    assert apex_epsilon(0, 8) == pytest.approx(0.4) and apex_epsilon(7, 8) == pytest.approx(0.4 ** 8)
+    values = [apex_epsilon(i, 8) for i in range(8)]
+    assert values == sorted(values, reverse=True)
+    assert apex_temperature(0, 3, hottest=1.0, coldest=0.01) == 1.0
+    assert apex_temperature(1, 3, hottest=1.0, coldest=0.01) == pytest.approx(0.1)
+    assert apex_temperature(2, 3, hottest=1.0, coldest=0.01) == pytest.approx(0.01)
+
+
+class _Pipe:
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def send(self, message) -> None:
+        self.sent.append(message)
+
+
+def test_the_round_gate_holds_a_workers_next_request_until_its_round_is_complete():
+    gate = _RoundGate(_Pipe())
+    gate.send((None, "continue_random"))  # the first request (round 0) goes out
+    gate.send((0, "continue"))  # the worker's round-0 batch was taken: its round-1 request waits
+    gate.send((None, "close"))  # anything else passes
+    assert gate.pipe.sent == [(None, "continue_random"), (None, "close")]
+    gate.allow(2)  # round 0 is complete
+    assert gate.pipe.sent[-1] == (0, "continue") and gate.held is None
+    gate.send((0, "continue"))
+    assert len(gate.pipe.sent) == 3  # held again until round 1 is complete
+
+
+def test_the_torchrl_internals_the_rounds_rely_on():
+    """torchrl 0.14's MultiAsyncCollector: a queue sized by ``_queue_len`` (one slot by default) and the workers' pipes
+    in ``pipes``, through which its iterator asks for each next batch."""
+    assert MultiAsyncCollector._queue_len.fget(None) == 1
+    assert isinstance(_WorkerQueues._queue_len, property)
+    import inspect
+
+    source = inspect.getsource(MultiAsyncCollector.iterator)
+    assert "self.pipes[idx].send((idx, msg))" in source and "ctx.Queue(self._queue_len)" in inspect.getsource(
+        _WorkerQueues.__mro__[2]._run_processes)
+
+
+def test_every_stream_arrives_whole_and_in_order_through_syncs_and_a_busy_learner():
+    cfg = compose_config(["collector=async", "collector.num_workers=2", "env.num_envs=2", "train.steps_per_collect=16"])
+    env = make_env(cfg.env, num_envs=2)
+    q_network = make_q_network(cfg.model, env, torch.device("cpu"))
+    exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], torch.device("cpu"))
+    collection = make_async_collection(cfg, q_network, exploration.module, random_steps=32)
+    try:
+        previous, versions = None, []
+        for round_index, batch in enumerate(collection):
+            assert batch.shape == (2, 8)  # [workers * envs, steps]
+            assert batch.get(WORKER_KEY)[:, 0].tolist() == [0, 1]
+            inside = (batch["next", "observation"][:, :-1] == batch["observation"][:, 1:]).all(-1) | batch["next", "done"][:, :-1, 0]
+            assert inside.all()
+            if previous is not None:  # each env's next step follows its last one (or its episode ended)
+                across = (previous["next", "observation"][:, -1] == batch["observation"][:, 0]).all(-1) | previous["next", "done"][:, -1, 0]
+                assert across.all(), f"a hole in the stream before round {round_index}"
+            versions.append(batch.get(POLICY_VERSION_KEY)[:, 0])
+            previous = batch
+            collection.sync_weights(10 * (round_index + 1))  # (interval 100: a sync every 10 rounds)
+            if round_index % 20 == 5:  # (rounds 5 and 25)
+                time.sleep(1.5)  # longer than TorchRL's queue timeout: a one-slot queue dropped batches here
+            if round_index == 40:
+                break
+    finally:
+        collection.shutdown()
+    versions = torch.stack(versions)  # [rounds, workers]
+    assert (versions[1:] >= versions[:-1]).all()  # the acting weights never go back in time
+    assert int(versions.max()) >= 300 and set(versions.unique().tolist()) <= {0, *range(100, 500, 100)}
+
+
+def _children(pid: int) -> list[int]:
+    """The spawned worker processes of ``pid`` (multiprocessing's spawn_main children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        parent = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+        if int(parent) == pid and "spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:"))
+    except (OSError, StopIteration):
+        return False
+    return "Z" not in state  # (a zombie has exited)
+
+
+def _start(run_dir: Path, *overrides: str):
+    process = start_module("rlpipe.train", *FAST, "train.total_steps=1000000", "train.stop_on_solve=false", *overrides,
+                           f"hydra.run.dir={run_dir}")
+    deadline = time.monotonic() + 180
+    while not (run_dir / "checkpoints" / "last.pt").is_file():
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "the run wrote no checkpoint within 180 s"
+        time.sleep(0.2)
+    workers = _children(process.pid)
+    assert len(workers) == 2, workers
+    return process, workers
+
+
+def test_sigint_stops_workers_and_learner_cleanly_and_the_run_resumes_at_the_configured_ratio(tmp_path):
+    run_dir = tmp_path / "run"
+    process, workers = _start(run_dir, "collector.num_workers=2", "env.num_envs=2")
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "stopped by SIGINT at step" in stdout
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "a collection worker outlived the run"
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    stopped_at = last["counters"]["step"]
+    assert (run_dir / "checkpoints" / last["replay_buffer"]).is_dir()
+
+    total = stopped_at + 1024
+    result = run_module("rlpipe.train", f"resume={run_dir / 'checkpoints' / 'last.pt'}", f"train.total_steps={total}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == total and summary["finished"]
+    # The learner made exactly train.updates_per_step updates (CartPole: 0.5) per agent step of every round from the
+    # one that completed the 256-step prefill on, as a synchronous run does.
+    assert summary["updates"] == total // 2
+    lag = (run_dir / "logs" / "csv" / "scalars" / "collector" / "policy_lag_updates_max.csv").read_text().split()[1:]
+    lags = [float(line.split(",")[1]) for line in lag]
+    # A round is collected during the learning phase before it (128 updates) and the weights go out every 100:
+    # the acting weights are at most 2 phases old.
+    assert lags and max(lags) <= 256
+
+
+def test_a_dead_worker_is_one_line(tmp_path):
+    process, workers = _start(tmp_path / "run", "collector.num_workers=2", "env.num_envs=2")
+    os.kill(workers[1], signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line[line.index("rlpipe.train:"):] for line in stderr.splitlines() if "rlpipe.train:" in line]  # (after the bar's \r)
+    assert len(lines) == 1 and "collection worker" in lines[0] and "ended" in lines[0] and "last checkpoint stands" in lines[0], stderr[-2000:]
+    assert not any(_alive(pid) for pid in workers)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["collector=async", "collector.num_workers=3", "env.num_envs=2", "train.steps_per_collect=64"], "expected a divisor of env.num_envs"),
+    (["collector=async", "exploration=rnd", "env=doorkey_primitive"], "collector=async is invalid with exploration=rnd"),
+    (["collector=async", "collector.worker_exploration=fixed"], "collector.worker_exploration='fixed' is invalid"),
+])
+def test_the_configuration_refuses_what_async_collection_cannot_do(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        compose_config(overrides)
