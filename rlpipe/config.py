@@ -381,6 +381,9 @@ class AsyncCollectorConfig:
         if num_envs % workers:
             raise ConfigError(f"collector.num_workers={workers} is invalid with env.num_envs={num_envs}: every worker steps "
                               f"the same number of envs; expected a divisor of env.num_envs (or env.num_envs={workers})")
+        if cfg.env.get("parallel", False):
+            raise ConfigError("env.parallel=true is invalid with collector=async: each worker steps its envs in turn; "
+                              "expected env.parallel=false, and more collector.num_workers for more processes")
         if cfg.exploration.kind == "rnd":
             raise ConfigError("collector=async is invalid with exploration=rnd: RND's two agents and its statistics are "
                               "not shared with collection workers; expected collector=sync")

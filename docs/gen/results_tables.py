@@ -566,6 +566,28 @@ def render_scale_out(data: dict) -> list[str]:
     return lines
 
 
+def render_async_collection(data: dict) -> list[str]:
+    rows = []
+    for name, r in data["results"].items():
+        env, variant = name.split(": ", 1)
+        lag = NONE if r.get("policy_lag_updates") is None else f"{num(r['policy_lag_updates'], 0)} (max {num(r['policy_lag_updates_max'], 0)})"
+        rows.append([env, variant, num(r["steps_per_s"], 1), spread(r["steps_per_s_windows"], 1), num(r.get("updates_per_s"), 1), lag,
+                     f"`{r['command']}`"])
+    lines = section("Agent steps per second while learning",
+                    paragraph("Median of each run's logged `time/steps_per_s` windows after its first learning window "
+                              "(the compile) and before its last (the evaluation); runs one after another on one machine. "
+                              f"Agent steps after the prefill: {', '.join(f'{env} {count(n)}' for env, n in data['steps'].items())}."),
+                    table(["env", "collector", "steps/s", "windows: min - max", "updates/s", "policy lag, updates", "command"],
+                          rows, "llrrrrl"))
+    learning = data.get("learning") or {}
+    if learning:
+        rows = [[name, "yes" if r["solved"] else "no", count(r["solved_at_step"]), num(r["solved_at_seconds"], 0),
+                 num(r["eval/return_mean"], 1), f"`{r['command']}`"] for name, r in learning.items()]
+        lines += section("CartPole to its solve threshold",
+                         table(["run", "solved", "at agent step", "after wall s", "final evaluation", "command"], rows, "llrrrl"))
+    return lines
+
+
 def render_reliability(data: dict) -> list[str]:
     records = data["records"]
     signals = sorted({r["signal"] for r in records})
@@ -616,6 +638,7 @@ RENDERERS: list[tuple[str, Callable[[dict], list[str]]]] = [
     ("rnd_cost_*.json", render_rnd_cost),
     ("recording_*.json", render_recording),
     ("scale_out.json", render_scale_out),
+    ("async_collection*.json", render_async_collection),
     ("reliability.json", render_reliability),
 ]
 
