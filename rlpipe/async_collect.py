@@ -1,4 +1,5 @@
-"""Asynchronous collection (``collector=async``): worker processes step the envs while the learner learns.
+"""Asynchronous collection: workers step the envs while the learner learns (``collector=async``: worker processes
+on this machine; ``collector=ray``: Ray actors, on this machine or a cluster).
 
 The pattern of Ape-X (Horgan et al. 2018, https://arxiv.org/abs/1803.00933) on TorchRL's ``MultiAsyncCollector``:
 ``N`` worker processes, each with its own envs and its own copy of the acting policy, collect while the main process
@@ -24,7 +25,9 @@ the fixed epsilon ``0.4 ** (1 + 7 * i / (N - 1))`` (Ape-X; 0.4 for one worker), 
 temperature log-spaced from ``temperature_init`` (worker 0) to ``temperature_final`` (the last).
 
 What is lost against the synchronous collector: bit-exact reproducibility (which weights a worker acts with depends
-on timing), and the exploration value of a resumed run's first round.
+on timing).
+
+:class:`RayCollection` runs the same rounds with the workers as Ray actors (TorchRL's ``RayCollector``).
 """
 
 from __future__ import annotations
@@ -197,8 +200,48 @@ class _WorkerQueues(MultiAsyncCollector):
         return self.num_workers
 
 
-class AsyncCollection:
-    """The rounds of ``N`` collection workers (see the module docstring), and the weights they act with.
+class WorkerCollection:
+    """What both backends share: the learner's side of the acting policy, and when and what a weight sync sends.
+
+    Args:
+        policy: ``TensorDictSequential(acting network, exploration module, VersionTag())``: the workers' policies
+            have its structure; what :meth:`sync_weights` sends is read from it.
+        num_workers: worker processes.
+        envs_per_worker: envs each worker steps.
+        sync_interval_updates: gradient updates between two weight syncs.
+        sync_exploration: send the exploration module's value with the weights (``worker_exploration=schedule``).
+    """
+
+    def __init__(self, policy: TensorDictSequential, *, num_workers: int, envs_per_worker: int, sync_interval_updates: int,
+                 sync_exploration: bool) -> None:
+        self.policy = policy
+        self.num_workers, self.envs_per_worker = num_workers, envs_per_worker
+        self.sync_interval_updates = sync_interval_updates
+        self.sync_exploration = sync_exploration
+        self.next_sync = 0
+
+    def sync_weights(self, updates: int, *, force: bool = False) -> None:
+        """Sends the learner's weights (and the version ``updates``) to every worker, when ``sync_interval_updates``
+        have passed since the last sync (or ``force``)."""
+        if not force and updates < self.next_sync:
+            return
+        self.policy[-1].version.fill_(updates)
+        weights = TensorDict.from_module(self.policy)
+        if not self.sync_exploration:  # (apex: each worker keeps its own epsilon or temperature)
+            weights = weights.exclude(("module", "1"))
+        self._send(weights.detach().to("cpu"))
+        self.next_sync = updates + self.sync_interval_updates
+
+    def _send(self, weights: TensorDictBase) -> None:
+        raise NotImplementedError
+
+    def _round(self, batches: list[TensorDictBase]) -> TensorDictBase:
+        """One batch per worker, in worker order, as ``[N * E, T]``."""
+        return torch.cat([batch if self.envs_per_worker > 1 else batch.unsqueeze(0) for batch in batches], dim=0)
+
+
+class AsyncCollection(WorkerCollection):
+    """``collector=async``: the rounds of ``N`` worker processes (see the module docstring).
 
     Args:
         cfg: the run's validated configuration (resolved and sent to the workers).
@@ -219,13 +262,8 @@ class AsyncCollection:
         self, cfg: DictConfig, policy: TensorDictSequential, *, num_workers: int, envs_per_worker: int, steps_per_collect: int,
         random_steps: int, seed: int, sync_interval_updates: int, sync_exploration: bool, main_threads: int, updates: int = 0,
     ) -> None:
-        self.num_workers, self.envs_per_worker = num_workers, envs_per_worker
-        self.policy = policy
-        self.sync_interval_updates = sync_interval_updates
-        self.next_sync = 0
-        # What a sync sends: the Q-network's weights and the version, and the exploration value with schedule.
-        self._sent_keys = [key for key in TensorDict.from_module(policy).keys(include_nested=True, leaves_only=True)
-                           if sync_exploration or key[:2] != ("module", "1")]
+        super().__init__(policy, num_workers=num_workers, envs_per_worker=envs_per_worker,
+                         sync_interval_updates=sync_interval_updates, sync_exploration=sync_exploration)
         resolved = OmegaConf.to_container(cfg, resolve=True)
         self.collector = _WorkerQueues(
             [partial(make_worker_env, resolved["env"], worker=i, num_envs=envs_per_worker, seed=seed + i * envs_per_worker)
@@ -249,15 +287,8 @@ class AsyncCollection:
         self.rounds = 0
         self.sync_weights(updates, force=True)
 
-    def sync_weights(self, updates: int, *, force: bool = False) -> None:
-        """Sends the learner's weights (and the version ``updates``) to every worker, when ``sync_interval_updates``
-        have passed since the last sync (or ``force``)."""
-        if not force and updates < self.next_sync:
-            return
-        self.policy[-1].version.fill_(updates)
-        weights = TensorDict.from_module(self.policy).select(*self._sent_keys).detach().to("cpu")
-        self.collector.update_policy_weights_(weights)
-        self.next_sync = updates + self.sync_interval_updates
+    def _send(self, weights: TensorDictBase) -> None:
+        self.collector.update_policy_weights_(weights)  # (SharedMemWeightSyncScheme: an in-place copy each worker reads)
 
     def __iter__(self) -> Iterator[TensorDictBase]:
         """Rounds ``[N * E, T]`` (``[N, T]`` for one env per worker), streams in worker order."""
@@ -271,12 +302,12 @@ class AsyncCollection:
             worker = int(batch.get(WORKER_KEY).reshape(-1)[0])
             if worker in pending:
                 raise RuntimeError(f"worker {worker} sent two batches in round {self.rounds}")  # (the gate prevents it)
-            pending[worker] = batch if self.envs_per_worker > 1 else batch.unsqueeze(0)  # [E, T]
+            pending[worker] = batch
             if len(pending) == self.num_workers:
                 self.rounds += 1
                 for gate in self._gates:  # every worker may start its next round's batch
                     gate.allow(self.rounds + 1)
-                yield torch.cat([pending.pop(i) for i in range(self.num_workers)], dim=0)
+                yield self._round([pending.pop(i) for i in range(self.num_workers)])
 
     def _death(self, err: Exception) -> str:
         # TorchRL names the first dead worker and its exit code, then stops the others; where one of them is busy
@@ -295,6 +326,109 @@ class AsyncCollection:
         self.collector.shutdown(raise_on_error=False)
 
 
+class RayCollection(WorkerCollection):
+    """``collector=ray``: the same rounds with the workers as Ray actors (TorchRL's ``RayCollector``), on this
+    machine or across a Ray cluster.
+
+    Each actor holds a TorchRL ``Collector`` over its envs and its policy. The rounds are asked for here, one
+    ``next`` per actor, the next round requested before this one is yielded (TorchRL's own asynchronous iterator
+    asks an actor again only after its batch has been used, and does not say whose batch it is). Weights go out
+    through Ray's object store to each actor's ``policy.load_state_dict`` (hand-written: TorchRL's default Ray
+    weight scheme opens a ``torch.distributed`` gloo group between the driver and the actors, which needs open ports
+    between the machines).
+
+    Args (besides :class:`AsyncCollection`'s):
+        address: the Ray cluster to join; None starts a local instance for the run (and stops it at the end).
+        cpus_per_worker: CPUs Ray reserves for each actor.
+    """
+
+    def __init__(
+        self, cfg: DictConfig, policy: TensorDictSequential, *, num_workers: int, envs_per_worker: int, steps_per_collect: int,
+        random_steps: int, seed: int, sync_interval_updates: int, sync_exploration: bool, address: str | None,
+        cpus_per_worker: float, updates: int = 0,
+    ) -> None:
+        super().__init__(policy, num_workers=num_workers, envs_per_worker=envs_per_worker,
+                         sync_interval_updates=sync_interval_updates, sync_exploration=sync_exploration)
+        ray = import_ray()
+        from torchrl.collectors import Collector
+        from torchrl.collectors.distributed import RayCollector
+
+        self._ray = ray
+        self._owns_ray = not ray.is_initialized()  # (under launcher=ray the sweep's Ray is already up)
+        if self._owns_ray:
+            handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+            # "local": a new instance; None would join whatever RAY_ADDRESS or a stale /tmp/ray session names.
+            ray.init(address="local" if address is None else address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+            for signum, handler in handlers.items():  # the run's clean stop, not Ray's
+                signal.signal(signum, handler)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        self.collector = RayCollector(
+            [partial(make_worker_env, resolved["env"], worker=i, num_envs=envs_per_worker, seed=seed + i * envs_per_worker)
+             for i in range(num_workers)],
+            policy_factory=[partial(make_worker_policy, resolved, worker=i, num_workers=num_workers, seed=seed + 7919 * (i + 1))
+                            for i in range(num_workers)],
+            frames_per_batch=steps_per_collect // num_workers,  # (per actor when not sync)
+            total_frames=-1,
+            init_random_frames=random_steps,  # (split between the actors by TorchRL)
+            device="cpu",
+            storing_device="cpu",
+            collector_class=Collector,
+            collector_kwargs=[{"auto_register_policy_transforms": False}] * num_workers,
+            remote_configs=[{"num_cpus": cpus_per_worker, "num_gpus": 0}] * num_workers,
+            num_collectors=num_workers,
+            sync=False,
+            weight_sync_schemes={},  # (weights go out through :meth:`_send`)
+        )
+        self.actors = list(self.collector.remote_collectors)
+        self._loads: list[Any] = []
+        self.sync_weights(updates, force=True)
+        self._check_loads()
+
+    def _send(self, weights: TensorDictBase) -> None:
+        # An actor runs its calls in order: the load waits for the batch it is collecting, and applies from the next
+        # one; the learner does not wait for it (the loads are checked at the next round).
+        state = self._ray.put(dict(weights.flatten_keys(".").items()))  # a state dict: one copy in the object store
+        self._loads += [actor.cascade_execute.remote("policy.load_state_dict", state, strict=False) for actor in self.actors]
+
+    def _check_loads(self) -> None:
+        done, self._loads = self._loads, []
+        for result in self._ray.get(done):
+            if result.unexpected_keys:  # (strict=False is for the exploration value apex keeps; nothing else may miss)
+                raise RuntimeError(f"the workers' policy has no {result.unexpected_keys[0]}")
+
+    def __iter__(self) -> Iterator[TensorDictBase]:
+        """Rounds ``[N * E, T]``, streams in worker order."""
+        requests = [actor.next.remote() for actor in self.actors]
+        while True:
+            batches = []
+            for index, request in enumerate(requests):
+                try:
+                    batches.append(self._ray.get(request))
+                except self._ray.exceptions.RayError as err:  # RayActorError: the actor (or its node) died
+                    raise WorkerDied(f"collection worker {index} of {self.num_workers} (a Ray actor) ended: "
+                                     f"{type(err).__name__}") from None
+            self._check_loads()
+            requests = [actor.next.remote() for actor in self.actors]  # the next round collects while this one is learned from
+            yield self._round(batches)
+
+    def shutdown(self) -> None:
+        self.collector.shutdown(shutdown_ray=False)
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def import_ray() -> Any:
+    """Ray, or a :class:`~rlpipe.config.ConfigError` that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        from rlpipe.config import ConfigError
+
+        raise ConfigError("collector=ray needs Ray, which is not installed: pip install -e '.[cluster]'") from None
+    return ray
+
+
 def _running(pid: int) -> bool:
     """Whether process ``pid`` exists and has not exited (a zombie has)."""
     try:
@@ -308,21 +442,21 @@ def _running(pid: int) -> bool:
         return True
 
 
-def make_async_collection(
+def make_worker_collection(
     cfg: DictConfig, acting_network: TensorDictModuleBase, exploration_module: TensorDictModuleBase, *, random_steps: int,
     updates: int = 0,
-) -> AsyncCollection:
-    """``collector=async`` for the run ``cfg``: its workers, acting with ``acting_network``'s weights (and, with
+) -> WorkerCollection:
+    """``collector=async`` (worker processes) or ``collector=ray`` (Ray actors) for the run ``cfg``: its workers, acting with ``acting_network``'s weights (and, with
     ``worker_exploration=schedule``, ``exploration_module``'s value), sent every ``sync_interval_updates``."""
     policy = TensorDictSequential(acting_network, exploration_module, VersionTag())
     num_workers = cfg.collector.num_workers
-    collection = AsyncCollection(
-        cfg, policy, num_workers=num_workers, envs_per_worker=cfg.env.num_envs // num_workers,
-        steps_per_collect=cfg.train.steps_per_collect, random_steps=random_steps, seed=cfg.train.seed,
-        sync_interval_updates=cfg.collector.sync_interval_updates, sync_exploration=cfg.collector.worker_exploration == "schedule",
-        main_threads=cfg.train.num_threads or torch.get_num_threads(), updates=updates,
-    )
-    return collection
+    common = dict(num_workers=num_workers, envs_per_worker=cfg.env.num_envs // num_workers,
+                  steps_per_collect=cfg.train.steps_per_collect, random_steps=random_steps, seed=cfg.train.seed,
+                  sync_interval_updates=cfg.collector.sync_interval_updates,
+                  sync_exploration=cfg.collector.worker_exploration == "schedule", updates=updates)
+    if cfg.collector.kind == "ray":
+        return RayCollection(cfg, policy, address=cfg.collector.address, cpus_per_worker=cfg.collector.cpus_per_worker, **common)
+    return AsyncCollection(cfg, policy, main_threads=cfg.train.num_threads or torch.get_num_threads(), **common)
 
 
 def policy_lag(batch: TensorDictBase, updates: int) -> tuple[float, int] | None:
@@ -333,5 +467,5 @@ def policy_lag(batch: TensorDictBase, updates: int) -> tuple[float, int] | None:
     return float(lag.float().mean()), int(lag.max())
 
 
-__all__ = ["AsyncCollection", "VersionTag", "WorkerTag", "WorkerDied", "apex_epsilon", "apex_temperature",
-           "make_async_collection", "policy_lag"]
+__all__ = ["AsyncCollection", "RayCollection", "VersionTag", "WorkerCollection", "WorkerTag", "WorkerDied", "apex_epsilon",
+           "apex_temperature", "make_worker_collection", "policy_lag"]

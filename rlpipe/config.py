@@ -382,11 +382,22 @@ class AsyncCollectorConfig:
             raise ConfigError(f"collector.num_workers={workers} is invalid with env.num_envs={num_envs}: every worker steps "
                               f"the same number of envs; expected a divisor of env.num_envs (or env.num_envs={workers})")
         if cfg.env.get("parallel", False):
-            raise ConfigError("env.parallel=true is invalid with collector=async: each worker steps its envs in turn; "
+            raise ConfigError(f"env.parallel=true is invalid with collector={cfg.collector.kind}: each worker steps its envs in turn; "
                               "expected env.parallel=false, and more collector.num_workers for more processes")
         if cfg.exploration.kind == "rnd":
-            raise ConfigError("collector=async is invalid with exploration=rnd: RND's two agents and its statistics are "
+            raise ConfigError(f"collector={cfg.collector.kind} is invalid with exploration=rnd: RND's two agents and its statistics are "
                               "not shared with collection workers; expected collector=sync")
+
+
+@dataclass
+class RayCollectorConfig(AsyncCollectorConfig):
+    kind: str = _key(one_of("ray"))
+    address: Optional[str] = _key(default=None)
+    cpus_per_worker: float = _key(positive())
+
+    @staticmethod
+    def check(cfg: DictConfig) -> None:
+        AsyncCollectorConfig.check(cfg)
 
 
 @dataclass
@@ -426,7 +437,7 @@ _FAMILY_SCHEMAS: dict[str, dict[str, type]] = {
     "model": {"mlp": MlpConfig, "nature_cnn": NatureCnnConfig},
     "exploration": {"egreedy": EGreedyConfig, "temperature": TemperatureConfig, "rnd": RndConfig},
     "buffer": {"prioritized": PrioritizedBufferConfig, "uniform": UniformBufferConfig},
-    "collector": {"sync": SyncCollectorConfig, "async": AsyncCollectorConfig},
+    "collector": {"sync": SyncCollectorConfig, "async": AsyncCollectorConfig, "ray": RayCollectorConfig},
 }
 _TOP_LEVEL_KEYS = ("resume",)  # resume: path to a checkpoint, or null
 

@@ -31,7 +31,7 @@ from torchrl.envs import EnvBase
 from torchrl.modules import QValueActor
 from tqdm import tqdm
 
-from rlpipe.async_collect import AsyncCollection, make_async_collection, policy_lag
+from rlpipe.async_collect import WorkerCollection, make_worker_collection, policy_lag
 from rlpipe.checkpoint import Counters, restore_checkpoint, save_checkpoint
 from rlpipe.collect import make_collector
 from rlpipe.envs import action_mask_key, episode_stats, make_env, score_key, transition_keys
@@ -184,7 +184,7 @@ class Run:
     exploration: Exploration
     replay: Any  # FrameReplay, or TorchRL's replay buffer
     beta_schedule: Callable[[int], float]
-    collector: Collector | AsyncCollection  # collector=sync | async (worker processes: rlpipe.async_collect)
+    collector: Collector | WorkerCollection  # collector=sync | async | ray (workers: rlpipe.async_collect)
     recorder: TrainingRecorder | None
     logger: Loggers
     pieces: dict[str, Any]  # what a checkpoint stores, by name
@@ -267,9 +267,9 @@ class Run:
         self.window.record_updates(learned.result.losses, learned.result.grad_norms)
 
     def share_weights(self) -> None:
-        """``collector=async``: sends the learner's weights to the collection workers once
+        """``collector=async`` / ``ray``: sends the learner's weights to the collection workers once
         ``collector.sync_interval_updates`` updates have passed (the in-process collector acts with them live)."""
-        if isinstance(self.collector, AsyncCollection):
+        if isinstance(self.collector, WorkerCollection):
             self.collector.sync_weights(self.counters.updates)
 
     # ---- periodic duties
@@ -471,12 +471,12 @@ def build_run(
     # Random prefill in whole collects (the collector rounds up); a restored buffer needs none.
     random_steps = 0 if buffer_restored else _round_up(cfg.train.init_random_steps, cfg.train.steps_per_collect)
     clock = StageClock()  # where the wall time goes: env, acting, replay, learner, eval, checkpoint (time/*)
-    collector: Collector | AsyncCollection
+    collector: Collector | WorkerCollection
     if collecting_here:
         collector = make_collector(env, policy, steps_per_collect=cfg.train.steps_per_collect, device=device, random_steps=random_steps)
         clock.time_module(policy, "acting")  # the collector calls the policy: time it through forward hooks
     else:  # (time/env is then the wait for the workers' round; they act in their own processes)
-        collector = make_async_collection(cfg, agents.acting_network, exploration.module, random_steps=random_steps,
+        collector = make_worker_collection(cfg, agents.acting_network, exploration.module, random_steps=random_steps,
                                           updates=counters.updates)
         cleanup.callback(collector.shutdown)  # the workers stop on an exception too
         env.close()

@@ -18,7 +18,7 @@ from torchrl.collectors import MultiAsyncCollector
 
 from conftest import compose_config, start_module
 from rlpipe.async_collect import (POLICY_VERSION_KEY, WORKER_KEY, _RoundGate, _WorkerQueues, apex_epsilon, apex_temperature,
-                                  make_async_collection)
+                                  make_worker_collection)
 from rlpipe.checkpoint import load_checkpoint
 from rlpipe.config import ConfigError
 from rlpipe.envs import make_env
@@ -76,7 +76,7 @@ def test_every_stream_arrives_whole_and_in_order_through_syncs_and_a_busy_learne
     env = make_env(cfg.env, num_envs=2)
     q_network = make_q_network(cfg.model, env, torch.device("cpu"))
     exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], torch.device("cpu"))
-    collection = make_async_collection(cfg, q_network, exploration.module, random_steps=32)
+    collection = make_worker_collection(cfg, q_network, exploration.module, random_steps=32)
     try:
         previous, versions = None, []
         for round_index, batch in enumerate(collection):
@@ -192,3 +192,35 @@ def test_sigint_stops_the_workers_at_the_ratio_then_a_resumed_run_ends_in_one_li
 def test_the_configuration_refuses_what_async_collection_cannot_do(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         compose_config(overrides)
+
+
+@pytest.mark.slow  # starts a local Ray instance (about a minute on 2 cores): `make test-slow`
+def test_ray_collection_trains_resumes_and_stops_its_own_ray_instance(tmp_path):
+    """``collector=ray`` on a local Ray instance the run starts itself (``collector.address=null``) and stops."""
+    pytest.importorskip("ray")
+    run_dir = tmp_path / "run"
+    process = start_module("rlpipe.train", *FAST, "collector=ray", "collector.num_workers=2", "env.num_envs=2",
+                           "train.total_steps=1000000", "train.stop_on_solve=false", f"hydra.run.dir={run_dir}")
+    deadline = time.monotonic() + 900  # (Ray starts its workers at nice 15: slow on a busy machine)
+    while not (run_dir / "checkpoints" / "last.pt").is_file():
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "the run wrote no checkpoint within 900 s"
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "stopped by SIGINT at step" in stdout
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert last["counters"]["updates"] == last["counters"]["step"] // 2  # the replay ratio, exact
+    lags = [float(line.split(",")[1]) for line in
+            (run_dir / "logs" / "csv" / "scalars" / "collector" / "policy_lag_updates_max.csv").read_text().split()[1:]]
+    # A load queues behind the batch an actor is collecting: the weights act from the round after next at the latest.
+    assert lags and max(lags) <= 3 * 128 + 100
+    import ray
+
+    assert not ray.is_initialized()
+    result = start_module("rlpipe.train", f"resume={run_dir / 'checkpoints' / 'last.pt'}",
+                          f"train.total_steps={last['counters']['step'] + 512}")
+    stdout, stderr = result.communicate(timeout=900)
+    assert result.returncode == 0, stderr[-3000:]
+    assert '"finished": true' in stdout

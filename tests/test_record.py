@@ -15,9 +15,11 @@ from torchrl.envs.utils import step_mdp
 from conftest import compose_config, run_module
 from rlpipe.envs import make_env
 from rlpipe.envs.atari import protocol
+from rlpipe.models import make_q_network
 from rlpipe.keys import OBSERVATION_KEY
 from rlpipe.record import ACTIONS_FILE, EPISODES_DIR, GameplayDataset, record_dataset
 from rlpipe.record.dataset import FINAL_FRAME
+from rlpipe.record.training import make_training_recorder
 from rlpipe.runtime import seed_everything
 
 MAX_STEPS = 80  # agent steps per recorded episode: short episodes keep the test fast
@@ -233,14 +235,14 @@ def test_bulk_mode_writes_random_and_trained_videos_with_their_frames(tmp_path):
 
 # ------------------------------------------------------------------------------------------- while training
 
-def test_training_records_evaluation_episodes_and_sends_videos_to_tensorboard(tmp_path):
+def test_training_records_evaluation_episodes_and_sends_videos_to_tensorboard_and_wandb(tmp_path):
     import imageio.v2 as imageio
     from PIL import ImageSequence
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir = tmp_path / "run"
     result = run_module("rlpipe.train", "env=breakout", "eval.greedy_game=false", "train.total_steps=1600", "train.init_random_steps=400",
-                        "eval.interval_steps=800", "eval.episodes=1", "env.max_episode_steps=400", "train.compile=false", "logger=tensorboard",
+                        "eval.interval_steps=800", "eval.episodes=1", "env.max_episode_steps=400", "train.compile=false", "logger=[tensorboard,wandb]",
                         "record.dataset=true", "record.video=true", "record.episodes=2", "record.max_steps_per_episode=40",
                         f"hydra.run.dir={run_dir}", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -264,16 +266,23 @@ def test_training_records_evaluation_episodes_and_sends_videos_to_tensorboard(tm
         gif = Image.open(__import__("io").BytesIO(logged[step].encoded_image_string))
         assert gif.format == "GIF" and gif.size == (160, 240)
         assert sum(1 for _ in ImageSequence.Iterator(gif)) == n_frames  # every video frame, as an animated GIF
+    uploaded = sorted((run_dir / "logs").rglob("media/videos/eval/video_*.mp4"))  # W&B (offline) keeps its own copies
+    assert sorted(path.read_bytes() for path in uploaded) == sorted(video.read_bytes() for video in videos.values())
 
 
-def test_training_sends_the_video_to_wandb_offline(tmp_path):
-    result = run_module("rlpipe.train", "env=breakout", "eval.greedy_game=false", "train.total_steps=800", "train.init_random_steps=400",
-                        "eval.interval_steps=800", "eval.episodes=1", "train.compile=false", "logger=wandb",
-                        "record.video=true", "record.max_steps_per_episode=20", f"hydra.run.dir={tmp_path}", timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (uploaded,) = list((tmp_path / "logs").rglob("media/videos/eval/video_*.mp4"))
-    assert uploaded.read_bytes() == (tmp_path / "videos" / "eval_step_800.mp4").read_bytes()
-    assert not (tmp_path / "data").exists()  # record.dataset stays off
+def test_a_video_only_recorder_writes_no_dataset(tmp_path):
+    """record.video without record.dataset: one video per evaluation, and no dataset directory."""
+    cfg = compose_config(["env=breakout", "record.video=true", "record.max_steps_per_episode=20"])
+    recorder = make_training_recorder(cfg.record, cfg.env, tmp_path, seed=0, epsilon=0.05, evaluations_planned=1,
+                                      resumed_at_step=None)
+    env = make_env(cfg.env, num_envs=1, seed=0)
+    q_network = make_q_network(cfg.model, env, torch.device("cpu"))
+    env.close()
+    sent = []
+    recorder.record(q_network, step=800, on_video=sent.append)
+    recorder.close()
+    assert sent == [tmp_path / "videos" / "eval_step_800.mp4"] and sent[0].stat().st_size > 0
+    assert recorder.dataset is None and not (tmp_path / "data").exists()
 
 
 def test_a_resumed_run_continues_its_recording(tmp_path):
