@@ -33,6 +33,7 @@ on timing).
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 from collections.abc import Iterator
@@ -174,12 +175,13 @@ class _RoundGate:
             self.sent += 1
         self.pipe.send(message)
 
-    def allow(self, requests: int) -> None:
-        """Round ``requests - 1`` is complete: the held request, if any, goes out."""
+    def allow(self, requests: int, *, random: bool) -> None:
+        """Round ``requests - 1`` is complete: the held request, if any, goes out, asking for a random batch or not
+        as of now (TorchRL decided when it took the worker's last batch, before the round was complete)."""
         self.allowed = requests
         if self.held is not None and self.sent < self.allowed:
             held, self.held = self.held, None
-            self.send(held)
+            self.send((held[0], "continue_random" if random else "continue"))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.pipe, name)
@@ -265,12 +267,16 @@ class AsyncCollection(WorkerCollection):
         super().__init__(policy, num_workers=num_workers, envs_per_worker=envs_per_worker,
                          sync_interval_updates=sync_interval_updates, sync_exploration=sync_exploration)
         resolved = OmegaConf.to_container(cfg, resolve=True)
+        # TorchRL also calls each policy factory here, in the main process (to size the shared weight buffers): what
+        # make_worker_policy sets for a worker (one thread, its own seed) must not stay set for the learner.
+        rng_state = torch.get_rng_state()
+        self._scheme = SharedMemWeightSyncScheme(sync=False)
         self.collector = _WorkerQueues(
             [partial(make_worker_env, resolved["env"], worker=i, num_envs=envs_per_worker, seed=seed + i * envs_per_worker)
              for i in range(num_workers)],
             policy_factory=[partial(make_worker_policy, resolved, worker=i, num_workers=num_workers, seed=seed + 7919 * (i + 1))
                             for i in range(num_workers)],
-            weight_sync_schemes={"policy": SharedMemWeightSyncScheme(sync=False)},
+            weight_sync_schemes={"policy": self._scheme},
             frames_per_batch=steps_per_collect // num_workers,
             total_frames=-1,
             init_random_frames=random_steps,
@@ -281,6 +287,8 @@ class AsyncCollection(WorkerCollection):
             init_fn=ignore_stop_signals,
             auto_register_policy_transforms=False,
         )
+        torch.set_rng_state(rng_state)  # (a resumed run's restored state, the learner's draws)
+        torch.set_num_threads(main_threads)
         self._pids = [process.pid for process in self.collector.procs]
         self._gates = [_RoundGate(pipe) for pipe in self.collector.pipes]
         self.collector.pipes = self._gates
@@ -288,7 +296,16 @@ class AsyncCollection(WorkerCollection):
         self.sync_weights(updates, force=True)
 
     def _send(self, weights: TensorDictBase) -> None:
-        self.collector.update_policy_weights_(weights)  # (SharedMemWeightSyncScheme: an in-place copy each worker reads)
+        self.collector.update_policy_weights_(weights)  # (SharedMemWeightSyncScheme: a copy into each worker's buffer)
+        # Each worker acknowledges each sync; with sync=False TorchRL never reads them, and a full pipe would block a
+        # worker's exit. (Waiting for them instead, sync=True, would hang on a dead worker: TorchRL waits without a
+        # timeout.) A private queue of torchrl 0.14's scheme: a test pins it.
+        for acks in self._scheme._ack_queues.values():
+            while True:
+                try:
+                    acks.get_nowait()
+                except queue.Empty:
+                    break
 
     def __iter__(self) -> Iterator[TensorDictBase]:
         """Rounds ``[N * E, T]`` (``[N, T]`` for one env per worker), streams in worker order."""
@@ -305,8 +322,9 @@ class AsyncCollection(WorkerCollection):
             pending[worker] = batch
             if len(pending) == self.num_workers:
                 self.rounds += 1
+                random = self.collector._should_use_random_frames()  # (the prefill's whole rounds)
                 for gate in self._gates:  # every worker may start its next round's batch
-                    gate.allow(self.rounds + 1)
+                    gate.allow(self.rounds + 1, random=random)
                 yield self._round([pending.pop(i) for i in range(self.num_workers)])
 
     def _death(self, err: Exception) -> str:
@@ -363,6 +381,7 @@ class RayCollection(WorkerCollection):
             for signum, handler in handlers.items():  # the run's clean stop, not Ray's
                 signal.signal(signum, handler)
         resolved = OmegaConf.to_container(cfg, resolve=True)
+        rng_state, threads = torch.get_rng_state(), torch.get_num_threads()  # (in case TorchRL builds a policy here)
         self.collector = RayCollector(
             [partial(make_worker_env, resolved["env"], worker=i, num_envs=envs_per_worker, seed=seed + i * envs_per_worker)
              for i in range(num_workers)],
@@ -374,12 +393,15 @@ class RayCollection(WorkerCollection):
             device="cpu",
             storing_device="cpu",
             collector_class=Collector,
-            collector_kwargs=[{"auto_register_policy_transforms": False}] * num_workers,
-            remote_configs=[{"num_cpus": cpus_per_worker, "num_gpus": 0}] * num_workers,
+            # (one dict per actor: TorchRL writes each actor's policy factory into its own)
+            collector_kwargs=[{"auto_register_policy_transforms": False} for _ in range(num_workers)],
+            remote_configs=[{"num_cpus": cpus_per_worker, "num_gpus": 0} for _ in range(num_workers)],
             num_collectors=num_workers,
             sync=False,
             weight_sync_schemes={},  # (weights go out through :meth:`_send`)
         )
+        torch.set_rng_state(rng_state)
+        torch.set_num_threads(threads)
         self.actors = list(self.collector.remote_collectors)
         self._loads: list[Any] = []
         self.sync_weights(updates, force=True)
@@ -393,7 +415,11 @@ class RayCollection(WorkerCollection):
 
     def _check_loads(self) -> None:
         done, self._loads = self._loads, []
-        for result in self._ray.get(done):
+        try:
+            results = self._ray.get(done)
+        except self._ray.exceptions.RayError as err:
+            raise WorkerDied(f"a collection worker (a Ray actor) ended: {type(err).__name__}") from None
+        for result in results:
             if result.unexpected_keys:  # (strict=False is for the exploration value apex keeps; nothing else may miss)
                 raise RuntimeError(f"the workers' policy has no {result.unexpected_keys[0]}")
 

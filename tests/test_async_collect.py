@@ -53,8 +53,8 @@ def test_the_round_gate_holds_a_workers_next_request_until_its_round_is_complete
     gate.send((0, "continue"))  # the worker's round-0 batch was taken: its round-1 request waits
     gate.send((None, "close"))  # anything else passes
     assert gate.pipe.sent == [(None, "continue_random"), (None, "close")]
-    gate.allow(2)  # round 0 is complete
-    assert gate.pipe.sent[-1] == (0, "continue") and gate.held is None
+    gate.allow(2, random=True)  # round 0 is complete, and the prefill goes on: the request says so now
+    assert gate.pipe.sent[-1] == (0, "continue_random") and gate.held is None
     gate.send((0, "continue"))
     assert len(gate.pipe.sent) == 3  # held again until round 1 is complete
 
@@ -64,6 +64,9 @@ def test_the_torchrl_internals_the_rounds_rely_on():
     in ``pipes``, through which its iterator asks for each next batch."""
     assert MultiAsyncCollector._queue_len.fget(None) == 1
     assert isinstance(_WorkerQueues._queue_len, property)
+    from torchrl.weight_update import SharedMemWeightSyncScheme
+
+    assert isinstance(SharedMemWeightSyncScheme(sync=False)._ack_queues, dict)  # (drained after each sync)
     import inspect
 
     source = inspect.getsource(MultiAsyncCollector.iterator)
@@ -76,7 +79,10 @@ def test_every_stream_arrives_whole_and_in_order_through_syncs_and_a_busy_learne
     env = make_env(cfg.env, num_envs=2)
     q_network = make_q_network(cfg.model, env, torch.device("cpu"))
     exploration = make_exploration(cfg.exploration, env.full_action_spec_unbatched["action"], torch.device("cpu"))
+    threads, rng_state = torch.get_num_threads(), torch.get_rng_state()
     collection = make_worker_collection(cfg, q_network, exploration.module, random_steps=32)
+    # TorchRL builds the workers' policies in this process too: the learner's threads and random state stay its own
+    assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng_state)
     try:
         previous, versions = None, []
         for round_index, batch in enumerate(collection):
