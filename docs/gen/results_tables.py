@@ -633,6 +633,7 @@ RENDERERS: list[tuple[str, Callable[[dict], list[str]]]] = [
     ("time_to_solve_*.json", render_time_to_solve),
     ("replay_memory_*.json", render_replay_memory),
     ("breakout_*.json", render_breakout_runs),
+    ("pong_runs*.json", render_breakout_runs),
     ("doorkey_rnd*.json", render_doorkey_rnd),
     ("doorkey.json", render_doorkey),
     ("rnd_cost_*.json", render_rnd_cost),
