@@ -64,6 +64,7 @@ def test_the_torchrl_internals_the_rounds_rely_on():
     in ``pipes``, through which its iterator asks for each next batch."""
     assert MultiAsyncCollector._queue_len.fget(None) == 1
     assert isinstance(_WorkerQueues._queue_len, property)
+    assert callable(MultiAsyncCollector._should_use_random_frames)  # (the gate asks it at a round's end)
     from torchrl.weight_update import SharedMemWeightSyncScheme
 
     assert isinstance(SharedMemWeightSyncScheme(sync=False)._ack_queues, dict)  # (drained after each sync)
