@@ -245,17 +245,11 @@ class WorkerCollection:
 class AsyncCollection(WorkerCollection):
     """``collector=async``: the rounds of ``N`` worker processes (see the module docstring).
 
-    Args:
+    Args (besides :class:`WorkerCollection`'s):
         cfg: the run's validated configuration (resolved and sent to the workers).
-        policy: the learner's side of the acting policy, ``TensorDictSequential(acting network, exploration module,
-            VersionTag())``: the workers' policies have its structure; what :meth:`sync_weights` sends is read from it.
-        num_workers: worker processes.
-        envs_per_worker: envs each worker steps.
         steps_per_collect: agent steps of a round, all workers together.
         random_steps: agent steps of uniform random actions first (whole rounds).
         seed: the run's seed (worker ``i``'s envs get ``seed + i * envs_per_worker`` onwards).
-        sync_interval_updates: gradient updates between two weight syncs.
-        sync_exploration: send the exploration module's value with the weights (``worker_exploration=schedule``).
         main_threads: the main process's torch threads (TorchRL would otherwise set cores minus workers).
         updates: the learner's update count now (a resumed run's): the version of the weights sent first.
     """
@@ -381,8 +375,7 @@ class RayCollection(WorkerCollection):
             for signum, handler in handlers.items():  # the run's clean stop, not Ray's
                 signal.signal(signum, handler)
         resolved = OmegaConf.to_container(cfg, resolve=True)
-        rng_state, threads = torch.get_rng_state(), torch.get_num_threads()  # (in case TorchRL builds a policy here)
-        self.collector = RayCollector(
+        self.collector = RayCollector(  # (it calls the policy factories in the actors only, unlike MultiAsyncCollector)
             [partial(make_worker_env, resolved["env"], worker=i, num_envs=envs_per_worker, seed=seed + i * envs_per_worker)
              for i in range(num_workers)],
             policy_factory=[partial(make_worker_policy, resolved, worker=i, num_workers=num_workers, seed=seed + 7919 * (i + 1))
@@ -400,8 +393,6 @@ class RayCollection(WorkerCollection):
             sync=False,
             weight_sync_schemes={},  # (weights go out through :meth:`_send`)
         )
-        torch.set_rng_state(rng_state)
-        torch.set_num_threads(threads)
         self.actors = list(self.collector.remote_collectors)
         self._loads: list[Any] = []
         self.sync_weights(updates, force=True)
@@ -485,12 +476,12 @@ def make_worker_collection(
     return AsyncCollection(cfg, policy, main_threads=cfg.train.num_threads or torch.get_num_threads(), **common)
 
 
-def policy_lag(batch: TensorDictBase, updates: int) -> tuple[float, int] | None:
-    """How many gradient updates behind ``updates`` the round's actions were (mean, max); None without versions."""
+def policy_lag(batch: TensorDictBase, updates: int) -> torch.Tensor | None:
+    """How many gradient updates behind ``updates`` each of the round's actions was, ``[steps]``; None without
+    versions (the in-process collector)."""
     if POLICY_VERSION_KEY not in batch.keys():
         return None
-    lag = updates - batch.get(POLICY_VERSION_KEY).reshape(-1)
-    return float(lag.float().mean()), int(lag.max())
+    return updates - batch.get(POLICY_VERSION_KEY).reshape(-1)
 
 
 __all__ = ["AsyncCollection", "RayCollection", "VersionTag", "WorkerCollection", "WorkerTag", "WorkerDied", "apex_epsilon",

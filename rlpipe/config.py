@@ -393,11 +393,7 @@ class AsyncCollectorConfig:
 class RayCollectorConfig(AsyncCollectorConfig):
     kind: str = _key(one_of("ray"))
     address: Optional[str] = _key(default=None)
-    cpus_per_worker: float = _key(positive())
-
-    @staticmethod
-    def check(cfg: DictConfig) -> None:
-        AsyncCollectorConfig.check(cfg)
+    cpus_per_worker: float = _key(positive())  # (its check is AsyncCollectorConfig's)
 
 
 @dataclass

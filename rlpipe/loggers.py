@@ -204,6 +204,7 @@ class MetricWindow:
         self._losses: list[torch.Tensor] = []
         self._grad_norms: list[torch.Tensor] = []
         self._per: dict[str, torch.Tensor] = {}
+        self._policy_lags: list[torch.Tensor] = []
 
     @property
     def start_step(self) -> int:
@@ -231,6 +232,11 @@ class MetricWindow:
         """PER diagnostics of the latest block: new priorities and the importance weights it was sampled with."""
         self._per = {"priority": priorities, "weight": weights}
 
+    def record_policy_lag(self, lag: torch.Tensor) -> None:
+        """Asynchronous collection: how many gradient updates behind the learner each collected step's acting
+        weights were, ``[steps]``."""
+        self._policy_lags.append(lag)
+
     @property
     def recent_return(self) -> float:
         """Mean return of the last few training episodes (the progress bar's ``reward``)."""
@@ -255,6 +261,10 @@ class MetricWindow:
         for name, values in self._per.items():
             metrics[f"buffer/{name}_min"] = values.min().item()
             metrics[f"buffer/{name}_max"] = values.max().item()
+        if self._policy_lags:
+            lags = torch.cat(self._policy_lags)
+            metrics["collector/policy_lag_updates"] = lags.float().mean().item()
+            metrics["collector/policy_lag_updates_max"] = int(lags.max())
         self._reset(step, updates)
         return metrics
 

@@ -207,7 +207,6 @@ class Run:
     last_eval: EvalResult | None = None
     block: TensorDict | None = None  # the latest learning phase's minibatches (for the Q-value diagnostic)
     last_ending: Ending = field(default_factory=lambda: Ending(finishing=False, interrupted=False, out_of_time=False))
-    policy_lags: list[tuple[float, int]] = field(default_factory=list)  # collector=async: each round's (mean, max) lag
 
     # ---- the loop's steps
 
@@ -219,9 +218,9 @@ class Run:
 
     def count(self, batch: TensorDictBase) -> None:
         """Counts the collect's agent steps and the episodes that ended in it (their return, score and length)."""
-        lag = policy_lag(batch, self.counters.updates)  # collector=async: how old the acting weights were
+        lag = policy_lag(batch, self.counters.updates)  # collector=async / ray: how old the acting weights were
         if lag is not None:
-            self.policy_lags.append(lag)
+            self.window.record_policy_lag(lag)
         batch = batch.reshape(-1)  # [steps_per_collect] transitions
         self.counters.step += batch.numel()
         done = batch.get(("next", "done")).reshape(-1)
@@ -347,10 +346,6 @@ class Run:
         }
         if self.settings.prioritized:
             metrics["buffer/beta"] = self.replay.sampler.beta
-        if self.policy_lags:  # collector=async: gradient updates between the acting weights and the learner's
-            metrics["collector/policy_lag_updates"] = sum(mean for mean, _ in self.policy_lags) / len(self.policy_lags)
-            metrics["collector/policy_lag_updates_max"] = max(most for _, most in self.policy_lags)
-            self.policy_lags.clear()
         self.logger.log_metrics(metrics, step=counters.step)
         self.progress.set_postfix({  # the logger's names (episode/reward: the last 20 training episodes)
             "episode/reward": f"{self.window.recent_return:.1f}",
