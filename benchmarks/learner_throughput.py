@@ -71,9 +71,9 @@ def random_transitions(n: int, observation_shape: torch.Size, n_actions: int) ->
 
 def synthetic_frames(n: int, observation_shape: torch.Size, n_actions: int) -> TensorDict:
     """n consecutive transitions of random frames in stacks, as a collector yields them (episodes of 1,000 steps)."""
-    stack, height, width = observation_shape
-    frames = torch.randint(0, 256, (n + stack, height, width), dtype=torch.uint8)
-    stacks = frames.unfold(0, stack, 1).permute(0, 3, 1, 2)  # [n + 1, N, H, W] views
+    stack, *frame = observation_shape  # [N, H, W], or [N, H, W, 3] in colour
+    frames = torch.randint(0, 256, (n + stack, *frame), dtype=torch.uint8)
+    stacks = frames.unfold(0, stack, 1).movedim(-1, 1)  # [n + 1, N, H, W(, 3)] views
     step = (torch.arange(n) % 1_000).unsqueeze(-1)
     done = step == 999
     return TensorDict(

@@ -163,6 +163,13 @@ class ClassicEnvConfig:
     solved_return: Optional[float] = _key(default=None)
 
 
+def _is_screen_size(value: Any) -> bool:
+    """``env.screen_size``: one size (square frames) or a ``[height, width]`` pair, every size >= 8."""
+    pair = isinstance(value, (list, tuple, ListConfig))
+    sizes = list(value) if pair else [value]
+    return len(sizes) == (2 if pair else 1) and all(isinstance(size, int) and not isinstance(size, bool) and size >= 8 for size in sizes)
+
+
 @dataclass
 class AtariEnvConfig:
     name: str = _key()
@@ -179,7 +186,8 @@ class AtariEnvConfig:
     maxpool: bool = _key(default=False)
     repeat_action_probability: float = _key(between(0.0, 1.0))
     noop_max: int = _key(at_least(0))
-    screen_size: int = _key(at_least(8))
+    screen_size: Any = _key(Rule(lambda v: _is_screen_size(v), "a size >= 8 (square frames) or a pair [height, width] of sizes >= 8"))
+    grayscale: bool = _key(default=True)  # (default: checkpoints written before it existed)
     frame_stack: int = _key(at_least(1))
     episodic_life: bool = _key()
     living_penalty: float = _key(Rule(lambda v: v <= 0, "a number <= 0 (0 switches it off)"))
@@ -192,6 +200,9 @@ class AtariEnvConfig:
         if env.game is not None and env.id != f"ALE/{env.game}-v5":
             raise ConfigError(f"env.id={env.id} does not name env.game={env.game}: set env.game (env.id follows it as "
                               f"ALE/<game>-v5)")
+        if env.backend == "gym" and not env.grayscale:
+            raise ConfigError("env.grayscale=false is invalid with env.backend=gym: colour frames come from the ale_vector "
+                              "backend; expected env.backend=ale_vector")
         if env.backend == "gym" and env.maxpool:
             raise ConfigError("env.maxpool=true is invalid with env.backend=gym: only the ale_vector backend max-pools frames")
         if env.backend == "ale_vector" and env.parallel:

@@ -10,7 +10,7 @@ TorchRL's sum-tree ``PrioritizedSampler``.
 Layout: ``num_streams`` rings of ``capacity // num_streams`` slots, one per environment of the collector, so that
 an environment's frames stay consecutive. A stream's slot ``j`` holds:
 
-- ``frame [H, W]`` uint8: the newest frame of observation ``s_t``;
+- ``frame [H, W]`` uint8 (``[H, W, 3]`` in colour): the newest frame of observation ``s_t``;
 - ``action``, ``reward``, ``terminated`` (the learner's terminal: a lost life with episodic life), ``done``: those
   of the transition ``s_t -> s_{t+1}``;
 - ``episode_step``: the frame's index within its episode (0 for the reset frame, from TorchRL's ``StepCounter``);
@@ -37,7 +37,8 @@ sampling mass: their sum-tree entry is 0 and their min-tree entry +inf, so they 
 the importance weights of the others. The sampler's other rules are TorchRL's (``rlpipe.replay`` documents the
 priority convention): a transition enters with the largest priority seen so far.
 
-Shape legend: ``E`` streams, ``S`` slots per stream, ``N`` stacked frames, ``H``/``W`` frame size, ``B`` batch.
+Shape legend: ``E`` streams, ``S`` slots per stream, ``N`` stacked frames, ``H``/``W`` frame size (``...``: the 3
+colour channels of an RGB frame, nothing for grayscale), ``B`` batch.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class FrameReplay:
     Args:
         capacity: frames kept in all (about one per transition).
         num_streams: environments whose transitions arrive side by side (the collector's ``[E, T]`` batches).
-        frame_shape: ``(H, W)`` of one frame.
+        frame_shape: one frame: ``(H, W)`` grayscale, ``(H, W, 3)`` RGB (``...`` below).
         frame_stack: ``N``, frames per observation.
         alpha: the priority exponent (``alpha=0, beta=0`` samples uniformly).
         beta: the importance-sampling exponent.
@@ -97,7 +98,7 @@ class FrameReplay:
         *,
         capacity: int,
         num_streams: int,
-        frame_shape: tuple[int, int],
+        frame_shape: tuple[int, ...],
         frame_stack: int,
         alpha: float,
         beta: float,
@@ -135,7 +136,7 @@ class FrameReplay:
         """Frames held."""
         return int(self.written.clamp(max=self.slots_per_stream).sum())
 
-    def _allocate(self, frame_shape: tuple[int, int]) -> TensorDict:
+    def _allocate(self, frame_shape: tuple[int, ...]) -> TensorDict:
         shape = (self.num_streams, self.slots_per_stream)
         fields = {
             "frame": ((*shape, *frame_shape), torch.uint8),
@@ -267,7 +268,7 @@ class FrameReplay:
     # ------------------------------------------------------------------ reading
 
     def sample(self, batch_size: int) -> TensorDict:
-        """``batch_size`` transitions with ``TRANSITION_KEYS`` (observation stacks ``[B, N, H, W]``), their global
+        """``batch_size`` transitions with ``TRANSITION_KEYS`` (observation stacks ``[B, N, H, W, ...]``), their global
         ``index`` and importance weights ``priority_weight``."""
         if not self.sampleable.any():
             raise RuntimeError("the replay memory holds no complete transition yet")
@@ -292,11 +293,11 @@ class FrameReplay:
         offsets = torch.arange(self.frame_stack - 1, -1, -1)  # [N]: N-1, ..., 0 frames back
         back = torch.minimum(offsets[None, :], step[:, None])  # [B, N]
         back_next = torch.minimum(offsets[None, :], step[:, None] + length[:, None])  # [B, N]
-        frames = flat["frame"]  # [E * S, H, W], on self.device
+        frames = flat["frame"]  # [E * S, H, W, ...], on self.device
         observation_slot = base[:, None] + (slot[:, None] - back) % self.slots_per_stream  # [B, N]
         next_slot = base[:, None] + (slot[:, None] + length[:, None] - back_next) % self.slots_per_stream  # [B, N]
-        observation = frames[observation_slot.to(self.device, non_blocking=True)]  # [B, N, H, W]
-        next_observation = frames[next_slot.to(self.device, non_blocking=True)]  # [B, N, H, W]
+        observation = frames[observation_slot.to(self.device, non_blocking=True)]  # [B, N, H, W, ...]
+        next_observation = frames[next_slot.to(self.device, non_blocking=True)]  # [B, N, H, W, ...]
         batch = TensorDict(
             {
                 TRANSITION_FIELDS["observation"]: observation,

@@ -1,6 +1,7 @@
 """Q-networks, sized from the environment's specs.
 
-Shape legend: ``B`` batch, ``O`` observation features, ``A`` actions, ``C`` stacked frames, ``H``/``W`` frame size.
+Shape legend: ``B`` batch, ``O`` observation features, ``A`` actions, ``C`` input channels (stacked grayscale frames,
+or ``3N`` for ``N`` stacked RGB frames), ``H``/``W`` frame size.
 """
 
 from __future__ import annotations
@@ -108,13 +109,28 @@ class BytesToUnit(nn.Module):
         return pixels.float().div_(255.0)
 
 
+class ColourStackToChannels(nn.Module):
+    """``[B, N, H, W, 3]`` stacks of RGB frames (the ALE's layout, which the replay stores) -> ``[B, 3N, H, W]``
+    channels for the convolutions, frame-major: channels ``3i, 3i+1, 3i+2`` are frame ``i``'s red, green, blue."""
+
+    def forward(self, stack: torch.Tensor) -> torch.Tensor:
+        *batch, n, height, width, colours = stack.shape
+        return stack.movedim(-1, -3).reshape(*batch, n * colours, height, width)
+
+
 def make_nature_cnn(model_cfg: DictConfig, *, observation_shape: torch.Size, n_actions: int) -> nn.Module:
     """The Nature DQN network (Mnih et al. 2015): ``[B, C, H, W]`` uint8 -> 3 conv layers -> ``hidden_size`` -> ``A``.
 
-    The flattened size of the conv features comes from a dummy forward pass (3136 for 84x84 inputs). With
-    ``model_cfg.dueling`` the head is TorchRL's ``DuelingCnnDQNet`` (value and advantage streams).
+    Stacks of RGB frames (``[B, N, H, W, 3]``) enter as ``C = 3N`` channels (:class:`ColourStackToChannels`). The
+    kernels and strides are the config's at any frame size, so the flattened size of the conv features, which a
+    dummy forward pass measures, grows with the frame: 3,136 for 84x84 inputs, 22,528 for the native 210x160 (the
+    first linear layer then holds 11.5M of the network's weights). ``model.strides`` or ``env.screen_size`` shrink it.
+    With ``model_cfg.dueling`` the head is TorchRL's ``DuelingCnnDQNet`` (value and advantage streams).
     """
-    in_channels = observation_shape[-3]
+    colour = len(observation_shape) == 4  # [N, H, W, 3]
+    in_channels = observation_shape[0] * observation_shape[-1] if colour else observation_shape[-3]
+    channel_shape = (in_channels, *observation_shape[1:3]) if colour else tuple(observation_shape)  # [C, H, W]
+    to_channels = [ColourStackToChannels()] if colour else []
     activation = ACTIVATIONS[model_cfg.activation]
     cnn_kwargs = {
         "in_features": in_channels,
@@ -125,9 +141,9 @@ def make_nature_cnn(model_cfg: DictConfig, *, observation_shape: torch.Size, n_a
     }
     features = ConvNet(**cnn_kwargs)
     with torch.no_grad():
-        n_features = features(torch.zeros(1, *observation_shape)).shape[-1]  # [1, F]
+        n_features = features(torch.zeros(1, *channel_shape)).shape[-1]  # [1, F]
     mlp_kwargs = {"in_features": n_features, "num_cells": [model_cfg.hidden_size], "activation_class": activation}
     if model_cfg.dueling:
         head: nn.Module = DuelingCnnDQNet(n_actions, cnn_kwargs=cnn_kwargs, mlp_kwargs=mlp_kwargs)
-        return nn.Sequential(BytesToUnit(), head)
-    return nn.Sequential(BytesToUnit(), features, MLP(out_features=n_actions, **mlp_kwargs))
+        return nn.Sequential(*to_channels, BytesToUnit(), head)
+    return nn.Sequential(*to_channels, BytesToUnit(), features, MLP(out_features=n_actions, **mlp_kwargs))

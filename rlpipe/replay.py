@@ -164,12 +164,12 @@ def make_replay_buffer(
     if env_cfg.kind == "atari":
         if extra_keys:
             raise ValueError(f"the frame replay stores its declared fields only, not {extra_keys}")
-        frames = env.full_observation_spec_unbatched[OBSERVATION_KEY].shape  # [N, H, W]
+        stack = env.full_observation_spec_unbatched[OBSERVATION_KEY].shape  # [N, H, W], or [N, H, W, 3] in colour
         return FrameReplay(
             capacity=buffer_cfg.capacity,
             num_streams=env.batch_size.numel(),
-            frame_shape=tuple(frames[-2:]),
-            frame_stack=frames[-3],
+            frame_shape=tuple(stack[1:]),
+            frame_stack=stack[0],
             alpha=buffer_cfg.alpha if prioritized else 0.0,
             beta=buffer_cfg.beta_init if prioritized else 0.0,
             priority_eps=buffer_cfg.priority_eps if prioritized else 1.0,

@@ -25,8 +25,8 @@ from rlpipe.runtime import seed_everything
 MAX_STEPS = 80  # agent steps per recorded episode: short episodes keep the test fast
 
 
-def _random_recording(output_dir: Path | None, *, episodes: int, seed: int = 3) -> dict:
-    env_cfg = compose_config(["env=breakout"]).env
+def _random_recording(output_dir: Path | None, *, episodes: int, seed: int = 3, preset: str = "breakout") -> dict:
+    env_cfg = compose_config([f"env={preset}"]).env
     seed_everything(seed)
     env = make_env(env_cfg, num_envs=1, seed=seed)
     rng = np.random.default_rng(seed)
@@ -36,10 +36,12 @@ def _random_recording(output_dir: Path | None, *, episodes: int, seed: int = 3) 
     return recording
 
 
-def test_frame_t_is_the_observation_on_which_action_t_was_chosen(tmp_path):
-    """Replays the recorded actions in the same seeded game and compares every frame with the game's own."""
-    recording = _random_recording(tmp_path, episodes=2)
-    env = make_env(compose_config(["env=breakout"]).env, num_envs=1, seed=3)
+@pytest.mark.parametrize("preset", ["breakout", "breakout_rgb"])
+def test_frame_t_is_the_observation_on_which_action_t_was_chosen(tmp_path, preset):
+    """Replays the recorded actions in the same seeded game and compares every frame with the game's own: 84x84
+    grayscale, and native 210x160 RGB (``env=breakout_rgb``: the PNGs are colour, at the env's resolution)."""
+    recording = _random_recording(tmp_path, episodes=2, preset=preset)
+    env = make_env(compose_config([f"env={preset}"]).env, num_envs=1, seed=3)
     seed_everything(3)  # the NOOP starts draw from torch's generator, as while recording
     for episode in recording["episodes"]:
         td = env.reset()
@@ -47,6 +49,7 @@ def test_frame_t_is_the_observation_on_which_action_t_was_chosen(tmp_path):
         assert len(frames) == episode["length"] == len(episode["actions"]) == len(episode["rewards"]) == len(episode["lives"])
         for t, action in enumerate(episode["actions"]):
             recorded = np.asarray(Image.open(frames[t]))
+            assert recorded.shape == ((84, 84) if preset == "breakout" else (210, 160, 3))
             assert (recorded == td.get(OBSERVATION_KEY)[-1].numpy()).all(), f"{episode['name']} frame {t}"
             td.set("action", torch.tensor(action["index"]))
             td = step_mdp(env.step(td))
@@ -120,6 +123,7 @@ def test_cli_records_a_random_agent_and_refuses_to_mix_recordings(tmp_path):
     (["film"], "unknown mode 'film': expected one of dataset, video, bulk"),
     (["bulk", "percent_random=50"], "bulk mode with trained-agent videos (percent_random < 100) needs checkpoint=PATH"),
     (["dataset", "agent=random", "output_dir=/proc/rlpipe-data"], "output_dir=/proc/rlpipe-data cannot be written"),
+    (["dataset", "agent=random", "env_preset=cmyk"], "env_preset=cmyk is invalid: expected one of atari, breakout_rgb"),
 ])
 def test_bad_input_is_one_line(args, message):
     result = run_module("rlpipe.record", *args, timeout=300)

@@ -1,8 +1,9 @@
 """ale-py's C++ vector environment (``AtariVectorEnv``) as a TorchRL environment with rlpipe's Atari data.
 
 The per-step preprocessing runs in ale-py's C++ worker threads (``ale_py.vector_env.AtariVectorEnv``, EnvPool's
-design inside the ALE): frame skip with max-pooling of the last two emulator frames, ALE's grayscale palette, an
-``INTER_AREA`` resize to ``84x84``, FIRE and NOOP starts, and the frame stack. Python sees one batched step per
+design inside the ALE): frame skip with max-pooling of the last two emulator frames, ALE's grayscale palette (or
+its RGB screen), an ``INTER_AREA`` resize (to ``84x84``; none at the native ``210x160``), FIRE and NOOP starts, and the
+frame stack. Python sees one batched step per
 call. ``benchmarks/atari_env.py`` measures it against EnvPool, TorchRL's ``GymWrapper`` of the same vector env,
 rlpipe's ``GymEnv`` + transforms path (``env.backend=gym``) and a bare ALE loop.
 
@@ -11,7 +12,9 @@ this vector env added about 450 us of Python per agent step, and each TorchRL tr
 ``RewardSum``, ...) adds a pass over the TensorDict per batched step. This class writes the same keys as
 ``env.backend=gym``'s transforms in a few numpy operations per batched step:
 
-- ``"observation"`` ``[N, H, W]`` uint8: stacks padded at the start of an episode with copies of its first frame
+- ``"observation"`` ``[N, H, W]`` uint8 (grayscale) or ``[N, H, W, 3]`` (RGB, as the ALE's screen lays it out: the
+  network turns it into ``3N`` channels, and :class:`~rlpipe.frame_replay.FrameReplay` stores each ``[H, W, 3]``
+  frame once): stacks padded at the start of an episode with copies of its first frame
   (``CatFrames(padding="same")``, which :class:`~rlpipe.frame_replay.FrameReplay` rebuilds; ale-py pads with black);
 - ``"end-of-life"`` ``[1]`` bool: a life was lost at this step, or the game ended (``EndOfLifeTransform`` with
   ``done_key="terminated"``), and ``"lives"`` ``[]`` int64;
@@ -27,7 +30,7 @@ the same games in lockstep at the native ``210x160`` in colour (for recording): 
 since preprocessing draws none, and every step checks that their rewards and lives agree.
 
 Shapes: ``B`` games (batch size ``[B]``, or ``[]`` for one game made unbatched), ``N`` stacked frames, ``H``/``W``
-frame size.
+frame size, ``3`` colour channels of an RGB frame.
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ class AleVectorEnv(EnvBase):
         batched: a ``[num_envs]`` env; False (only with ``num_envs=1``) makes an unbatched one (``[]``).
         frame_skip: emulator frames per agent step.
         frame_stack: frames per observation (``N``).
-        screen_size: frames are resized to ``screen_size x screen_size``.
+        screen_size: frames are resized to ``screen_size x screen_size``, or to ``(height, width)``; ``(210, 160)``
+            keeps the native resolution (no resize).
+        grayscale: ALE's grayscale palette (``[H, W]`` frames); False keeps the RGB screen (``[H, W, 3]``).
         maxpool: each frame is the pixel-wise max of the last two emulator frames of its skip.
         noop_max: ale-py's start: FIRE for games that need it, then NOOP emulator frames, ``k - 1`` of them with
             FIRE or ``k`` without, for ``k`` uniform in ``[0, noop_max - 1]``.
@@ -80,7 +85,8 @@ class AleVectorEnv(EnvBase):
         batched: bool = True,
         frame_skip: int,
         frame_stack: int,
-        screen_size: int,
+        screen_size: int | tuple[int, int],
+        grayscale: bool = True,
         maxpool: bool,
         noop_max: int,
         repeat_action_probability: float,
@@ -109,7 +115,9 @@ class AleVectorEnv(EnvBase):
             num_threads=num_threads or min(num_envs, os.cpu_count() or 1), use_fire_reset=fire_reset, episodic_life=False,
             life_loss_info=False, reward_clipping=False, full_action_space=False, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
         )
-        self._games = AtariVectorEnv(rom, num_envs, img_height=screen_size, img_width=screen_size, grayscale=True,
+        height, width = (screen_size, screen_size) if isinstance(screen_size, int) else tuple(screen_size)
+        frame_shape = (height, width) if grayscale else (height, width, 3)  # one frame of the stack
+        self._games = AtariVectorEnv(rom, num_envs, img_height=height, img_width=width, grayscale=grayscale,
                                      stack_num=frame_stack, maxpool=maxpool, **common)
         # The colour screen: the same games again, at native resolution, one frame, no max-pooling.
         self._screens = AtariVectorEnv(rom, num_envs, img_height=SCREEN_SHAPE[0], img_width=SCREEN_SHAPE[1], grayscale=False,
@@ -127,7 +135,7 @@ class AleVectorEnv(EnvBase):
         flag = Categorical(2, shape=(*shape, 1), dtype=torch.bool, device=self.device)
         self.observation_spec = Composite(
             {
-                OBSERVATION_KEY: Bounded(0, 255, shape=(*shape, frame_stack, screen_size, screen_size), dtype=torch.uint8, device=self.device),
+                OBSERVATION_KEY: Bounded(0, 255, shape=(*shape, frame_stack, *frame_shape), dtype=torch.uint8, device=self.device),
                 END_OF_LIFE_KEY: flag.clone(),
                 LIVES_KEY: Unbounded(shape=shape, dtype=torch.int64, device=self.device),
                 EPISODE_LENGTH_KEY: Bounded(0, max_episode_steps, shape=(*shape, 1), dtype=torch.int64, device=self.device),

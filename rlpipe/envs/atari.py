@@ -4,8 +4,9 @@
 rlpipe.envs.atari`` lists all of them) and ``env.backend`` how it is played:
 
 - ``ale_vector`` (the presets' choice): ale-py's C++ vector env, :class:`~rlpipe.envs.ale_vector.AleVectorEnv`.
-  Frame skip 4 with the max of the last two emulator frames (``env.maxpool``, Mnih et al. 2015), ALE's grayscale,
-  an ``INTER_AREA`` resize to ``84x84``, FIRE then up to ``env.noop_max - 1`` NOOP emulator frames at reset,
+  Frame skip 4 with the max of the last two emulator frames (``env.maxpool``, Mnih et al. 2015), ALE's grayscale
+  (or, with ``env.grayscale=false``, the RGB screen), an ``INTER_AREA`` resize to ``env.screen_size`` (``84x84``; the
+  native ``[210, 160]`` is not resized), FIRE then up to ``env.noop_max - 1`` NOOP emulator frames at reset,
   sticky actions with ``env.repeat_action_probability`` (Machado et al. 2018, https://arxiv.org/abs/1709.06009),
   an ``env.frame_stack``-frame stack, all in C++ threads.
 - ``gym`` (checkpoints written before ``env.backend`` existed; ``env.parallel``): ``GymEnv("ALE/<Game>-v5",
@@ -15,8 +16,8 @@ rlpipe.envs.atari`` lists all of them) and ``env.backend`` how it is played:
   ``EndOfLifeTransform``, ``StepCounter``, ``RewardSum`` into ``"episode_score"``, :class:`RewardShaping` and
   ``RewardSum`` into ``"episode_reward"``. No max-pooling.
 
-Both write the same keys (``rlpipe.keys``): ``"observation"`` ``[frame_stack, 84, 84]`` uint8 (stacks start with
-copies of the reset frame), ``("next", "end-of-life")`` (a lost life, or the game's end: episodic life for the
+Both write the same keys (``rlpipe.keys``): ``"observation"`` ``[frame_stack, 84, 84]`` uint8 (``[frame_stack, H, W,
+3]`` in colour; stacks start with copies of the reset frame), ``("next", "end-of-life")`` (a lost life, or the game's end: episodic life for the
 learner while the game goes on), ``"lives"``, ``"step_count"`` (truncated at ``env.max_episode_steps`` agent steps,
 never terminated), ``"episode_score"`` (the game score: unshaped, unclipped), the shaped training ``"reward"`` and
 ``"episode_reward"``. The deliberate differences between the backends (docs/guide/atari.md):
@@ -62,7 +63,7 @@ from torchrl.envs import (
 from torchrl.envs.utils import step_mdp
 
 from rlpipe.config import ConfigError
-from rlpipe.envs.ale_vector import AleVectorEnv
+from rlpipe.envs.ale_vector import SCREEN_SHAPE, AleVectorEnv
 from rlpipe.keys import END_OF_LIFE_KEY, EPISODE_SCORE_KEY, OBSERVATION_KEY
 
 gym.register_envs(ale_py)
@@ -197,9 +198,24 @@ def action_names(env: EnvBase) -> list[str]:
     return list(env.action_names) if isinstance(env, AleVectorEnv) else list(_game(env).get_action_meanings())
 
 
+def frame_size(env_cfg: DictConfig) -> tuple[int, int]:
+    """``(height, width)`` of the frames the agent sees: ``env.screen_size`` is one size (square) or a pair."""
+    size = env_cfg.screen_size
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def frame_shape(env_cfg: DictConfig) -> tuple[int, ...]:
+    """One frame of the stack: ``(H, W)`` grayscale, ``(H, W, 3)`` RGB."""
+    return (*frame_size(env_cfg), *(() if env_cfg.get("grayscale", True) else (3,)))
+
+
 def protocol(env_cfg: DictConfig) -> dict[str, object]:
     """How the game is played and observed, as recordings, summaries and results state it."""
     vector = env_cfg.backend == "ale_vector"
+    height, width = frame_size(env_cfg)
+    native = (height, width) == SCREEN_SHAPE[:2]
+    colour = "ALE grayscale" if env_cfg.get("grayscale", True) else "RGB"
+    size = f"native {height}x{width} (no resize)" if native else f"INTER_AREA resize to {height}x{width}"
     return {
         "env_id": env_cfg.id,
         "backend": env_cfg.backend,
@@ -209,24 +225,24 @@ def protocol(env_cfg: DictConfig) -> dict[str, object]:
         "noop_unit": "emulator frames, after FIRE" if vector else "agent steps, before FIRE",
         "fire": "FIRE pressed by the environment at reset (games with FIRE); after a lost life the agent presses it" if vector else
                 "FIRE pressed by the environment after reset and after a lost life, within the agent step (games with FIRE)",
-        "frame": (f"ALE grayscale, INTER_AREA resize to {env_cfg.screen_size}x{env_cfg.screen_size}"
-                  + (", max of the last two emulator frames" if env_cfg.maxpool else "")) if vector else
-                 f"grayscale {env_cfg.screen_size}x{env_cfg.screen_size}, anti-aliased resize of the 210x160 RGB screen",
+        "frame": (f"{colour}, {size}" + (", max of the last two emulator frames" if env_cfg.maxpool else "")) if vector else
+                 f"grayscale {height}x{width}, anti-aliased resize of the 210x160 RGB screen",
         "frame_stack": env_cfg.frame_stack,
         "max_episode_steps": env_cfg.max_episode_steps,
     }
 
 
-GREEDY_GAME_MAX_STEPS = 4_500  # agent steps (5 minutes of play): a greedy agent that never presses FIRE after a lost life stalls until cut
+GREEDY_GAME_MAX_FRAMES = 18_000  # emulator frames (5 minutes of play): a greedy agent that never presses FIRE after a lost life stalls until cut
 
 
 def fixed_start(env_cfg: DictConfig) -> DictConfig:
     """The env section with neither NOOP starts nor sticky actions: without them an Atari game is deterministic, and a
     greedy agent plays one and the same game from every start (``eval.greedy_game``, rlpipe's figure before it
-    evaluated under a published protocol). Its games are cut at ``GREEDY_GAME_MAX_STEPS`` agent steps: a greedy
-    agent that waits for the ball after a lost life (``env.backend=ale_vector`` presses no FIRE for it) would
-    otherwise play until ``env.max_episode_steps``, 27,000 steps by default, at every evaluation."""
-    cap = min(env_cfg.max_episode_steps, GREEDY_GAME_MAX_STEPS)
+    evaluated under a published protocol). Its games are cut at ``GREEDY_GAME_MAX_FRAMES`` emulator frames (4,500
+    agent steps at frame skip 4): a greedy agent that waits for the ball after a lost life (``env.backend=ale_vector``
+    presses no FIRE for it) would otherwise play until ``env.max_episode_steps``, 27,000 steps by default, at every
+    evaluation."""
+    cap = min(env_cfg.max_episode_steps, GREEDY_GAME_MAX_FRAMES // env_cfg.frame_skip)
     return OmegaConf.merge(env_cfg, {"noop_max": 0, "repeat_action_probability": 0.0, "max_episode_steps": cap})
 
 
@@ -264,7 +280,7 @@ def make_atari_env(
     if env_cfg.backend == "ale_vector":
         env = AleVectorEnv(
             rom=rom, num_envs=num_envs, batched=num_envs > 1, frame_skip=env_cfg.frame_skip, frame_stack=env_cfg.frame_stack,
-            screen_size=env_cfg.screen_size, maxpool=env_cfg.maxpool, noop_max=env_cfg.noop_max,
+            screen_size=frame_size(env_cfg), grayscale=env_cfg.get("grayscale", True), maxpool=env_cfg.maxpool, noop_max=env_cfg.noop_max,
             repeat_action_probability=env_cfg.repeat_action_probability, max_episode_steps=env_cfg.max_episode_steps,
             living_penalty=env_cfg.living_penalty, life_loss_penalty=env_cfg.life_loss_penalty,
             clip_reward_to_sign=env_cfg.clip_reward_to_sign, with_screen=with_screen, device=device,
@@ -299,7 +315,7 @@ def _make_one_atari_env(env_cfg: DictConfig, *, device: torch.device | str = "cp
         ToTensorImage(from_int=False, dtype=torch.uint8, in_keys=["pixels"]),
         # Resizing before the grayscale conversion is twice as fast (uint8 resize has a channels-last fast path,
         # and the grayscale sum then runs on 84x84 instead of 210x160 pixels).
-        AntialiasedResize(env_cfg.screen_size, env_cfg.screen_size, in_keys=["pixels"], out_keys=[OBSERVATION_KEY]),
+        AntialiasedResize(*frame_size(env_cfg), in_keys=["pixels"], out_keys=[OBSERVATION_KEY]),
         ExcludeTransform("pixels"),
         GrayScale(in_keys=[OBSERVATION_KEY]),
         CatFrames(N=env_cfg.frame_stack, dim=-3, in_keys=[OBSERVATION_KEY]),

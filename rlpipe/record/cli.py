@@ -3,6 +3,7 @@
     python -m rlpipe.record dataset checkpoint=outputs/<run>/checkpoints/best.pt episodes=100
     python -m rlpipe.record dataset agent=random env_id=ALE/Pong-v5 episodes=20 output_dir=data/pong_random
     python -m rlpipe.record dataset agent=random episodes=3 dry_run=true      # plays, writes nothing
+    python -m rlpipe.record dataset agent=random env_preset=breakout_rgb      # native 210x160 RGB frames, frame skip 2
     python -m rlpipe.record video checkpoint=outputs/<run>/checkpoints/best.pt  # data/videos/trained_agent_1.mp4
     python -m rlpipe.record bulk checkpoint=PATH total_videos=20 percent_random=30 output_dir=bulk_videos
     python -m rlpipe.record dataset checkpoint=PATH episodes=100 format=minari  # a Minari dataset (rlpipe.record.minari_format)
@@ -30,12 +31,13 @@ from torchrl.envs import EnvBase
 from rlpipe.agent import Agent
 from rlpipe.checkpoint import CheckpointError
 from rlpipe.config import ConfigError, validate
-from rlpipe.envs.atari import make_atari_env, protocol
+from rlpipe.envs.atari import frame_shape, make_atari_env, protocol
 from rlpipe.record.dataset import ACTIONS_FILE, Policy, check_output_dir, random_policy, record_dataset, with_epsilon
 from rlpipe.record.video import record_video
 from rlpipe.runtime import CONF_DIR, check_command_line, check_creatable, quiet_libraries, seed_everything
 
 MODES = ("dataset", "video", "bulk", "export")
+ATARI_PRESETS = ("atari", "breakout_rgb")  # env presets agent=random plays: 84x84 grayscale, native RGB
 FORMATS = ("png", "minari")
 
 
@@ -84,7 +86,7 @@ def main(cfg: DictConfig) -> None:
         recording = record_dataset(
             env, policy, episodes=cfg.episodes, output_dir=output_dir, validation_fraction=cfg.validation_fraction,
             seed=cfg.seed, max_steps_per_episode=cfg.max_steps_per_episode,
-            metadata={**source.metadata, "seed": cfg.seed, "protocol": protocol(env_cfg), "frame_shape": [env_cfg.screen_size] * 2},
+            metadata={**source.metadata, "seed": cfg.seed, "protocol": protocol(env_cfg), "frame_shape": list(frame_shape(env_cfg))},
         )
     except OSError as err:  # a full or vanished output directory
         raise SystemExit(f"rlpipe.record: cannot write the recording under {output_dir}: {err.strerror}") from None
@@ -169,6 +171,8 @@ def _check(cfg: DictConfig) -> None:
         raise ConfigError(f"agent={cfg.agent!r} is invalid: expected one of trained, random")
     if cfg.episodes < 1:
         raise ConfigError(f"episodes={cfg.episodes} is invalid: expected a number >= 1")
+    if cfg.env_preset not in ATARI_PRESETS:
+        raise ConfigError(f"env_preset={cfg.env_preset} is invalid: expected one of {', '.join(ATARI_PRESETS)}")
     if not 0.0 <= cfg.validation_fraction < 1.0:
         raise ConfigError(f"validation_fraction={cfg.validation_fraction} is invalid: expected a number in [0, 1)")
     if cfg.mode == "bulk" and (cfg.total_videos < 1 or not 0 <= cfg.percent_random <= 100):
@@ -207,7 +211,7 @@ def make_recording_source(cfg: DictConfig) -> RecordingSource:
         env_cfg = agent.env_cfg
         metadata = {"agent": "trained", "checkpoint": str(cfg.checkpoint), "epsilon": cfg.epsilon}
     else:  # the Atari preset's preprocessing and protocol (conf/env/atari.yaml), for any game
-        agent, env_cfg = None, atari_preset(cfg.env_id or "ALE/Breakout-v5")
+        agent, env_cfg = None, atari_preset(cfg.env_id or "ALE/Breakout-v5", preset=cfg.env_preset)
         metadata = {"agent": "random", "checkpoint": None, "epsilon": 1.0}
     seed_everything(cfg.seed)
     env = make_atari_env(env_cfg, num_envs=1, seed=cfg.seed, with_screen=cfg.mode in ("video", "bulk"))
@@ -218,11 +222,12 @@ def make_recording_source(cfg: DictConfig) -> RecordingSource:
     return RecordingSource(env=env, env_cfg=env_cfg, policy=policy, metadata=metadata)
 
 
-def atari_preset(env_id: str) -> DictConfig:
-    """The ``env`` section of ``python -m rlpipe.train env=atari env.game=<game of env_id>`` (validated)."""
+def atari_preset(env_id: str, *, preset: str = "atari") -> DictConfig:
+    """The ``env`` section of ``python -m rlpipe.train env=<preset> env.game=<game of env_id>`` (validated): ``atari``
+    plays 84x84 grayscale, ``breakout_rgb`` native 210x160 RGB at frame skip 2."""
     if not (env_id.startswith("ALE/") and env_id.endswith("-v5")):
         raise ConfigError(f"env_id={env_id} is invalid: expected an ALE id, ALE/<Game>-v5 (python -m rlpipe.envs.atari lists the games)")
-    overrides = ["env=atari", f"env.game={env_id.removeprefix('ALE/').removesuffix('-v5')}"]
+    overrides = [f"env={preset}", f"env.game={env_id.removeprefix('ALE/').removesuffix('-v5')}"]
     if GlobalHydra.instance().is_initialized():  # inside rlpipe.record's own Hydra app (its config directory is conf/ too)
         return validate(compose("config", overrides=overrides)).env
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

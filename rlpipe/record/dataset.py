@@ -2,7 +2,7 @@
 
 Layout under a recording's root::
 
-    raw_gameplay/episodes/episode_001/frame_00000.png ...   # one 84x84 grayscale PNG per agent step
+    raw_gameplay/episodes/episode_001/frame_00000.png ...   # one PNG per agent step, as the agent saw it (84x84 grayscale; 210x160 RGB with env=breakout_rgb)
     raw_gameplay/episodes/episode_001/final.png             # the frame after the last action (where the episode ended)
     actions/actions.json                                    # per episode: actions, rewards, lives, score, split
 
@@ -223,7 +223,7 @@ def _read_png(path: Path) -> np.ndarray:
 
 
 class GameplayDataset(Dataset):
-    """A recording read back as fixed-length sequences: ``(frames [L, H, W] uint8, actions [L] long, rewards [L])``
+    """A recording read back as fixed-length sequences: ``(frames [L, H, W] uint8 (``[L, H, W, 3]`` RGB), actions [L] long, rewards [L])``
     where ``actions[t]`` was chosen on ``frames[t]``. Sequences never cross episodes.
 
     Args:

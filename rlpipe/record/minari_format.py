@@ -86,7 +86,8 @@ def export_minari(root: Path, *, dataset_id: str | None = None, description: str
     dataset_id = dataset_id or default_dataset_id(recording)
     check_dataset_id(dataset_id)
     buffers = [episode_buffer(root, episode, index) for index, episode in enumerate(recording["episodes"])]
-    height, width = buffers[0].observations.shape[1:]
+    frame = buffers[0].observations.shape[1:]  # (H, W) grayscale, (H, W, 3) RGB
+    colour = "grayscale" if len(frame) == 2 else "RGB"
     with warnings.catch_warnings():  # Minari warns that no env (and no evaluation env) is named: on purpose, below
         warnings.simplefilter("ignore", UserWarning)
         dataset = minari.create_dataset_from_buffers(
@@ -95,11 +96,11 @@ def export_minari(root: Path, *, dataset_id: str | None = None, description: str
             # env=None: gymnasium's ALE/<Game>-v5 spec would say sticky actions and raw frames, which these are not;
             # the game and its protocol travel in the metadata
             action_space=gym.spaces.Discrete(len(recording["action_names"])),
-            observation_space=gym.spaces.Box(0, 255, shape=(height, width), dtype=np.uint8),
+            observation_space=gym.spaces.Box(0, 255, shape=frame, dtype=np.uint8),
             algorithm_name=f"rlpipe ({recording['agent']} agent)",
             jpeg_encoding=False,  # frames stored exactly (Minari's default JPEG-encodes image observations, lossy)
             description=description or (f"{recording['protocol']['env_id']} played by rlpipe's {recording['agent']} agent: "
-                                        f"the newest {height}x{width} grayscale frame of each observation, the action "
+                                        f"the newest {frame[0]}x{frame[1]} {colour} frame of each observation, the action "
                                         f"chosen on it, the unshaped game reward"),
         )
     meta = {key: value for key, value in recording.items() if key != "episodes"}

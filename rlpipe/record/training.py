@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from rlpipe.agent import Agent
-from rlpipe.envs.atari import action_names, make_atari_env, protocol
+from rlpipe.envs.atari import action_names, frame_shape, make_atari_env, protocol
 from rlpipe.keys import OBSERVATION_KEY
 from rlpipe.record.dataset import ACTIONS_FILE, DatasetWriter, check_output_dir, with_epsilon
 from rlpipe.record.video import record_video
@@ -67,7 +67,7 @@ class TrainingRecorder:
             output_dir = run_dir / "data" if record_cfg.output_dir is None else Path(record_cfg.output_dir)
             metadata = {"agent": "training", "checkpoint": None, "run_dir": str(run_dir.resolve()), "epsilon": epsilon,
                         "seed": seed + RECORD_SEED_OFFSET, "protocol": protocol(env_cfg),
-                        "frame_shape": [env_cfg.screen_size] * 2}
+                        "frame_shape": list(frame_shape(env_cfg))}
             self.dataset = DatasetWriter(
                 output_dir, action_names=action_names(self.env), metadata=metadata,
                 episodes_planned=evaluations_planned * self.episodes, validation_fraction=record_cfg.validation_fraction,
