@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/replay_memory.py --storage memmap
 	$(PY) benchmarks/atari_collection.py
 	$(PY) benchmarks/atari_env.py --rounds 5
+	$(PY) benchmarks/atari_rgb.py --variants "breakout_rgb:env.screen_size=[105,80]"
 	$(PY) benchmarks/rnd_cost.py --env breakout
 	$(PY) benchmarks/doorkey.py
 	$(PY) benchmarks/reliability.py --trials 20

@@ -588,6 +588,32 @@ def render_async_collection(data: dict) -> list[str]:
     return lines
 
 
+def render_atari_rgb(data: dict) -> list[str]:
+    rows, memory = [], []
+    for name, r in data["contenders"].items():
+        shape = "x".join(map(str, r["replay"]["observation_shape"]))
+        training, ratio = r.get("training") or {}, r.get("ratio_to_grayscale", {})
+        rows.append([f"`{' '.join(r['overrides'])}`", shape, num(r["env_steps_per_s"]["median"], 0),
+                     num(r["learner"]["ms_per_update"], 0), spread([1e3 / v for v in r["learner"]["rates"]], 0),
+                     num(ratio.get("ms_per_update"), 1) + "x", num(training.get("steps_per_s"), 1),
+                     spread(training.get("steps_per_s_by_window", []), 1), num(training.get("learner_ms_per_step"), 1)])
+        memory.append([f"`{' '.join(r['overrides'])}`", count(r["replay"]["frame_bytes"]), count(round(r["replay"]["bytes_per_transition"])),
+                       count(r["replay"]["preset_capacity"]), num(r["replay"]["preset_ring_gb"], 1), num(r["replay"]["ring_1m_gb"], 1)])
+    return (section("Speed",
+                    paragraph(f"Batch {data['contenders'][next(iter(data['contenders']))].get('batch_size', NONE)}, "
+                              f"{data['updates_per_phase']} updates per learning phase, medians over {data['rounds']} interleaved "
+                              "rounds; training: the mean of `rlpipe.train`'s logged `time/steps_per_s` windows while it learns "
+                              "(the first learning window, which compiles, and the last, which evaluates, left out)."),
+                    table(["contender", "observation", "env agent steps/s", "ms per update", "ms per update: min - max",
+                           "against grayscale", "training agent steps/s", "windows: min - max", "learner ms per agent step"],
+                          rows, "llrrrrrrr"))
+            + section("Replay memory",
+                      paragraph("Bytes per transition: the growth of the process's resident memory over a filled `FrameReplay`, "
+                                "per stored frame; the rings' sizes are that figure times their capacity."),
+                      table(["contender", "frame bytes", "bytes per transition", "preset capacity", "preset ring GB", "1M-frame ring GB"],
+                            memory, "lrrrrr")))
+
+
 def render_reliability(data: dict) -> list[str]:
     records = data["records"]
     signals = sorted({r["signal"] for r in records})
@@ -641,6 +667,7 @@ RENDERERS: list[tuple[str, Callable[[dict], list[str]]]] = [
     ("scale_out.json", render_scale_out),
     ("async_collection*.json", render_async_collection),
     ("reliability.json", render_reliability),
+    ("atari_rgb.json", render_atari_rgb),
 ]
 
 
