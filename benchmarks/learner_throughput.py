@@ -218,6 +218,8 @@ def measure_variant(args: argparse.Namespace) -> dict:
     """
     base = [f"env={args.env}"] + ([f"train.batch_size={args.batch_size}"] if args.batch_size else [])
     cfg = compose_config(base)
+    if not cfg.env.get("grayscale", True):
+        raise SystemExit("learner_throughput.py measures grayscale presets; colour frames: python benchmarks/atari_rgb.py")
     env = make_env(cfg.env, num_envs=1)
     observation_shape = env.full_observation_spec_unbatched["observation"].shape
     n_actions = env.full_action_spec_unbatched["action"].space.n

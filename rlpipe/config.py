@@ -324,6 +324,9 @@ class RndConfig(EGreedyConfig):  # the exploration agent acts epsilon-greedy: eg
                 f"observation within an episode, which continuous states and frames almost never repeat (DoorKey's grid "
                 f"observations do); expected false"
             )
+        if cfg.env.kind == "atari" and not cfg.env.get("grayscale", True):
+            raise ConfigError(f"exploration=rnd is invalid with env={cfg.env.name}: RND's networks read the newest grayscale "
+                              f"frame; expected env.grayscale=true (env=atari or env=breakout)")
         EGreedyConfig.check(cfg)  # the exploration agent acts epsilon-greedy
         if exploration.alpha_schedule == "exponential" and min(exploration.alpha_init, exploration.alpha_final) <= 0:
             raise ConfigError("exploration.alpha_init and alpha_final must be > 0 with alpha_schedule=exponential")

@@ -201,6 +201,35 @@ def test_the_configuration_refuses_what_async_collection_cannot_do(overrides, me
         compose_config(overrides)
 
 
+def test_a_dead_ray_actor_is_one_line_naming_it():
+    """How ``collector=ray`` reports an actor that died (RayActorError, from a round's batch or a weight load), as
+    ``WorkerDied``, which ``rlpipe.train`` prints as one line (the path the async test above takes). The driver's Ray
+    is a stand-in that fails where a dead actor would: starting a Ray instance to kill one of its actors costs minutes
+    on 2 cores."""
+    from types import SimpleNamespace
+
+    from ray.exceptions import RayActorError
+
+    from rlpipe.async_collect import RayCollection, WorkerDied
+
+    def get(request):  # (ray.get of a list raises where any of its tasks failed)
+        if isinstance(request, list):
+            return [get(one) for one in request]
+        if request in ("next from actor 1", "load on actor 1"):
+            raise RayActorError(error_msg="The actor died unexpectedly before finishing this task.")
+        return request
+
+    actors = [SimpleNamespace(next=SimpleNamespace(remote=lambda i=i: f"next from actor {i}")) for i in range(2)]
+    collection = object.__new__(RayCollection)  # only what the rounds read: no Ray instance is started
+    collection._ray = SimpleNamespace(get=get, exceptions=__import__("ray").exceptions)
+    collection.actors, collection.num_workers, collection._loads = actors, 2, []
+    with pytest.raises(WorkerDied, match=r"^collection worker 1 of 2 \(a Ray actor\) ended: RayActorError$"):
+        next(iter(collection))
+    collection._loads = ["load on actor 0", "load on actor 1"]
+    with pytest.raises(WorkerDied, match=r"^a collection worker \(a Ray actor\) ended: RayActorError$"):
+        collection._check_loads()
+
+
 @pytest.mark.slow  # starts a local Ray instance (about a minute on 2 cores): `make test-slow`
 def test_ray_collection_trains_resumes_and_stops_its_own_ray_instance(tmp_path):
     """``collector=ray`` on a local Ray instance the run starts itself (``collector.address=null``) and stops."""

@@ -29,6 +29,9 @@ def test_the_preset_plays_native_colour_frames_at_frame_skip_2():
     cfg = compose_config(["env=breakout_rgb"])
     assert (cfg.env.frame_skip, list(cfg.env.screen_size), cfg.env.grayscale, cfg.env.frame_stack) == (2, [210, 160], False, 8)
     assert cfg.env.name == "breakout_rgb" and compose_config(["env=breakout_rgb", "env.game=Pong"]).env.name == "pong_rgb"
+    # Breakout's tuned exploration schedules apply in colour too (conf/tuned/breakout_rgb_*.yaml)
+    assert (cfg.exploration.temperature_final, cfg.exploration.decay_slowdown) == (0.02, 1.0)
+    assert compose_config(["env=breakout_rgb", "exploration=egreedy"]).exploration.annealing_steps == 100_000
     assert frame_shape(cfg.env) == (210, 160, 3) and frame_shape(compose_config(["env=breakout"]).env) == (84, 84)
     assert protocol(cfg.env)["frame"] == "RGB, native 210x160 (no resize), max of the last two emulator frames"
     env = make_env(cfg.env, num_envs=2, seed=0)
@@ -84,6 +87,7 @@ def test_the_nature_cnn_reads_24_channels_and_grows_its_flattened_layer_to_22528
     (["env.backend=gym"], "env.grayscale=false is invalid with env.backend=gym"),
     (["env.screen_size=[210]"], "env.screen_size=[210] is invalid"),
     (["env.screen_size=4"], "env.screen_size=4 is invalid"),
+    (["exploration=rnd"], "exploration=rnd is invalid with env=breakout_rgb: RND's networks read the newest grayscale frame"),
 ])
 def test_bad_colour_settings_are_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -245,7 +245,9 @@ def test_training_records_evaluation_episodes_and_sends_videos_to_tensorboard_an
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir = tmp_path / "run"
+    # batch 8: the updates' cost is not what this test is about
     result = run_module("rlpipe.train", "env=breakout", "eval.greedy_game=false", "train.total_steps=1600", "train.init_random_steps=400",
+                        "train.batch_size=8",
                         "eval.interval_steps=800", "eval.episodes=1", "env.max_episode_steps=400", "train.compile=false", "logger=[tensorboard,wandb]",
                         "record.dataset=true", "record.video=true", "record.episodes=2", "record.max_steps_per_episode=40",
                         f"hydra.run.dir={run_dir}", timeout=600)

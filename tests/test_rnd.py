@@ -304,12 +304,14 @@ def test_episodic_novelty_rewards_only_an_observations_first_visit_in_its_episod
     assert torch.allclose(block.get(COMBINED_REWARD_KEY)[~first_visit], (1 - learner.alpha) * extrinsic[~first_visit])
 
 
-@pytest.mark.parametrize("variant", [["exploration.novelty_input=observation", "exploration.episodic_novelty=true"],
+# Three runs cover the four features: episodic novelty on observations with both agents acting; the agent state with
+# episodic novelty and n-step targets (compiled); the agent state alone.
+@pytest.mark.parametrize("variant", [["exploration.novelty_input=observation", "exploration.episodic_novelty=true",
+                                      "exploration.exploit_acting_share=0.5"],
                                      ["exploration.novelty_input=agent_state"],
                                      ["exploration.novelty_input=agent_state", "exploration.episodic_novelty=true",
-                                      "train.n_step=3", "train.steps_per_collect=8"],
-                                     ["exploration.exploit_acting_share=0.5"]],
-                         ids=["episodic_novelty", "agent_state", "n_step", "exploit_acting"])
+                                      "train.n_step=3", "train.steps_per_collect=8"]],
+                         ids=["episodic_novelty_exploit_acting", "agent_state", "n_step"])
 def test_a_training_run_stores_what_rnd_reads(variant, tmp_path):
     """train.py's wiring: the learner's flags and inputs reach the replay (observed before stored, kept as
     stored_keys), on two envs; without it the replay or the learning phase fails on a missing key. The n-step

@@ -226,7 +226,7 @@ def protocol(env_cfg: DictConfig) -> dict[str, object]:
         "fire": "FIRE pressed by the environment at reset (games with FIRE); after a lost life the agent presses it" if vector else
                 "FIRE pressed by the environment after reset and after a lost life, within the agent step (games with FIRE)",
         "frame": (f"{colour}, {size}" + (", max of the last two emulator frames" if env_cfg.maxpool else "")) if vector else
-                 f"grayscale {height}x{width}, anti-aliased resize of the 210x160 RGB screen",
+                 f"grayscale {height}x{width}" + ("" if native else ", anti-aliased resize of the 210x160 RGB screen"),
         "frame_stack": env_cfg.frame_stack,
         "max_episode_steps": env_cfg.max_episode_steps,
     }

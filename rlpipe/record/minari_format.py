@@ -43,9 +43,11 @@ def check_dataset_id(dataset_id: str) -> None:
 
 
 def default_dataset_id(recording: dict[str, Any]) -> str:
-    """``rlpipe/<game>-<agent>-v0``, e.g. ``rlpipe/breakout-trained-v0`` (Minari's ``namespace/name-version``)."""
+    """``rlpipe/<game>-<agent>-v0``, e.g. ``rlpipe/breakout-trained-v0`` (Minari's ``namespace/name-version``);
+    ``rlpipe/<game>_rgb-<agent>-v0`` for colour frames, so that both recordings of a game can be exported."""
     game = recording["protocol"]["env_id"].removeprefix("ALE/").removesuffix("-v5").lower()
-    return f"rlpipe/{game}-{recording['agent']}-v0"
+    colour = "_rgb" if str(recording["protocol"].get("frame", "")).startswith("RGB") else ""
+    return f"rlpipe/{game}{colour}-{recording['agent']}-v0"
 
 
 def episode_buffer(root: Path, episode: dict[str, Any], index: int) -> Any:

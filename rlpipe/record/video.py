@@ -14,7 +14,7 @@ from torchrl.envs import EnvBase
 from rlpipe.envs.atari import action_names, screen_rgb
 from rlpipe.record.dataset import Policy, play_episode
 
-VIDEO_FPS = 30  # one video frame per agent step (4 emulator frames): 30 fps plays at twice the game's 60 Hz
+VIDEO_FPS = 30  # one video frame per agent step: at frame skip 4, 30 fps plays at twice the game's 60 Hz (real time at skip 2)
 TEXT_AREA_PX = 30  # below the 160x210 screen: 160x240, a multiple of 16 as H.264 wants
 
 
