@@ -126,6 +126,38 @@ def replay_device(buffer_cfg: DictConfig, env_cfg: DictConfig, train_device: tor
     return train_device
 
 
+def available_memory_bytes() -> int | None:
+    """Host memory the kernel can hand out now without swapping (``MemAvailable``); None where unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_frame_ring_fits(capacity: int, frame_shape: tuple[int, ...], *, memmap_dir: str | None, device: torch.device) -> None:
+    """Refuses, before the run starts, a frame ring that cannot fit where it is kept: its pages are touched only as
+    frames arrive, so a ring larger than the memory (or than the disk under memory-mapped files) would end the run
+    hours in, killed for memory or by a full disk. A ring on a GPU is not checked here."""
+    ring_bytes = capacity * int(torch.Size(frame_shape).numel())
+    if memmap_dir is not None:
+        free = shutil.disk_usage(memmap_dir).free
+        where = f"the disk under {memmap_dir} has {free / 1e9:.1f} GB free"
+    elif device.type == "cpu":
+        free = available_memory_bytes()
+        where = "" if free is None else f"this machine has {free / 1e9:.1f} GB of memory available"
+    else:
+        return
+    if free is not None and ring_bytes > free:
+        shape = "x".join(map(str, frame_shape))
+        raise ConfigError(f"buffer.capacity={capacity:,} frames of {shape} bytes take {ring_bytes / 1e9:.1f} GB, and {where}: "
+                          f"lower buffer.capacity, or keep the frames on a disk that holds them (buffer.storage=memmap "
+                          f"buffer.memmap_dir=DIR)")
+
+
 def make_replay_buffer(
     buffer_cfg: DictConfig,
     env_cfg: DictConfig,
@@ -165,6 +197,7 @@ def make_replay_buffer(
         if extra_keys:
             raise ValueError(f"the frame replay stores its declared fields only, not {extra_keys}")
         stack = env.full_observation_spec_unbatched[OBSERVATION_KEY].shape  # [N, H, W], or [N, H, W, 3] in colour
+        check_frame_ring_fits(buffer_cfg.capacity, tuple(stack[1:]), memmap_dir=memmap_dir, device=device)
         return FrameReplay(
             capacity=buffer_cfg.capacity,
             num_streams=env.batch_size.numel(),

@@ -94,6 +94,24 @@ def test_bad_colour_settings_are_one_line(overrides, message):
         compose_config(["env=breakout_rgb", *overrides])
 
 
+@pytest.mark.parametrize("storage", ["memory", "memmap"])
+def test_a_frame_ring_larger_than_its_memory_or_disk_is_refused_before_the_run(tmp_path, storage):
+    """10M colour frames (1 TB): refused in one line that names the size, where it would not fit, and the way out,
+    instead of a run killed for memory (or by a full disk) once the ring has filled that far."""
+    from rlpipe.replay import make_replay_buffer, make_replay_scratch
+
+    cfg = compose_config(["env=breakout_rgb", "buffer.capacity=10_000_000", f"buffer.storage={storage}",
+                          f"buffer.memmap_dir={tmp_path}"])
+    env = make_env(cfg.env, num_envs=1, seed=0)
+    scratch = make_replay_scratch(cfg.buffer, tmp_path)
+    where = "GB free" if storage == "memmap" else "GB of memory available"
+    with pytest.raises(ConfigError, match=rf"^buffer.capacity=10,000,000 frames of 210x160x3 bytes take 1008.0 GB, and .* {where}"):
+        make_replay_buffer(cfg.buffer, cfg.env, env, scratch=scratch)
+    cfg = compose_config(["env=breakout_rgb", "buffer.capacity=2_000"])  # a ring that fits is built
+    assert make_replay_buffer(cfg.buffer, cfg.env, env).capacity == 2_000
+    env.close()
+
+
 # Tiny sizes: the wiring of a colour run end to end (spec -> frame replay -> learner -> protocol evaluation ->
 # checkpoint -> Agent), not its learning (docs/results/atari-rgb.md measures that). Space Invaders: any game plays in
 # colour, and a game without a known threshold is never solved.
