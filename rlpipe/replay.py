@@ -127,22 +127,31 @@ def replay_device(buffer_cfg: DictConfig, env_cfg: DictConfig, train_device: tor
 
 
 def available_memory_bytes() -> int | None:
-    """Host memory the kernel can hand out now without swapping (``MemAvailable``); None where unknown."""
+    """Host memory this process can have now without swapping: the kernel's ``MemAvailable``, or less where a
+    cgroup (a container, a Slurm job's ``--mem``) caps the process; None where unknown."""
+    found = []
     try:
         with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+            found += [int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:")]
     except OSError:
         pass
-    return None
+    try:  # cgroup v2: the limit less what the group uses already ("max": no limit)
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
 
 
-def check_frame_ring_fits(capacity: int, frame_shape: tuple[int, ...], *, memmap_dir: str | None, device: torch.device) -> None:
+def check_frame_ring_fits(capacity: int, frame_shape: tuple[int, ...], *, memmap_dir: str | None, device: torch.device,
+                          max_frames: int | None = None) -> None:
     """Refuses, before the run starts, a frame ring that cannot fit where it is kept: its pages are touched only as
     frames arrive, so a ring larger than the memory (or than the disk under memory-mapped files) would end the run
-    hours in, killed for memory or by a full disk. A ring on a GPU is not checked here."""
-    ring_bytes = capacity * int(torch.Size(frame_shape).numel())
+    hours in, killed for memory or by a full disk. Only the frames the run can write count (``max_frames``; a short
+    run with a large ring touches little of it). A ring on a GPU is not checked here."""
+    frames = capacity if max_frames is None else min(capacity, max_frames)
+    ring_bytes = frames * int(torch.Size(frame_shape).numel())
     if memmap_dir is not None:
         free = shutil.disk_usage(memmap_dir).free
         where = f"the disk under {memmap_dir} has {free / 1e9:.1f} GB free"
@@ -154,8 +163,14 @@ def check_frame_ring_fits(capacity: int, frame_shape: tuple[int, ...], *, memmap
     if free is not None and ring_bytes > free:
         shape = "x".join(map(str, frame_shape))
         raise ConfigError(f"buffer.capacity={capacity:,} frames of {shape} bytes take {ring_bytes / 1e9:.1f} GB, and {where}: "
-                          f"lower buffer.capacity, or keep the frames on a disk that holds them (buffer.storage=memmap "
-                          f"buffer.memmap_dir=DIR)")
+                          f"keep the frames on a disk that holds them (buffer.storage=memmap buffer.memmap_dir=DIR), or "
+                          f"start a run with a lower buffer.capacity")
+
+
+def frames_written_at_most(total_steps: int) -> int:
+    """Frames a frame replay can receive in a run of ``total_steps`` agent steps: one per step, plus the final frame
+    of each episode (an episode takes at least one step)."""
+    return 2 * total_steps
 
 
 def make_replay_buffer(
@@ -168,6 +183,7 @@ def make_replay_buffer(
     scratch: ReplayScratch | None = None,
     extra_keys: tuple = (),
     device: torch.device = torch.device("cpu"),
+    max_frames: int | None = None,
 ) -> TensorDictReplayBuffer | FrameReplay:
     """The replay memory for ``env``: a :class:`~rlpipe.frame_replay.FrameReplay` for frame-stacked pixel
     observations, TorchRL's prioritized or uniform buffer otherwise.
@@ -190,6 +206,8 @@ def make_replay_buffer(
             stores none (the configuration refuses them there).
         device: where the stored transitions live (:func:`replay_device`): the frame ring of a frame replay, the
             whole storage otherwise. Sampled minibatches come out there; the sum tree stays on the CPU.
+        max_frames: the most frames the run can write (:func:`frames_written_at_most`): a frame ring that cannot hold
+            that many (or all of its capacity, if fewer) where it is kept is refused (:func:`check_frame_ring_fits`).
     """
     prioritized = buffer_cfg.kind == "prioritized"
     memmap_dir = None if scratch is None else str(scratch.path)
@@ -197,7 +215,7 @@ def make_replay_buffer(
         if extra_keys:
             raise ValueError(f"the frame replay stores its declared fields only, not {extra_keys}")
         stack = env.full_observation_spec_unbatched[OBSERVATION_KEY].shape  # [N, H, W], or [N, H, W, 3] in colour
-        check_frame_ring_fits(buffer_cfg.capacity, tuple(stack[1:]), memmap_dir=memmap_dir, device=device)
+        check_frame_ring_fits(buffer_cfg.capacity, tuple(stack[1:]), memmap_dir=memmap_dir, device=device, max_frames=max_frames)
         return FrameReplay(
             capacity=buffer_cfg.capacity,
             num_streams=env.batch_size.numel(),

@@ -43,7 +43,7 @@ from rlpipe.learner import Agents, PhaseResult, make_learner
 from rlpipe.loggers import Loggers, MetricWindow, StageClock, check_logger, make_logger
 from rlpipe.models import make_q_network
 from rlpipe.record import TrainingRecorder, make_training_recorder
-from rlpipe.replay import make_beta_schedule, make_replay_buffer, make_replay_scratch, replay_device
+from rlpipe.replay import frames_written_at_most, make_beta_schedule, make_replay_buffer, make_replay_scratch, replay_device
 from rlpipe.rnd import make_rnd_learner
 from rlpipe.rundir import EVALUATIONS_FILE, append_line, first_solved, inherit, solved_when, summary, write_lines
 from rlpipe.runtime import StopSignals, pick_device, resolve_precision, seed_everything, write_json
@@ -433,7 +433,8 @@ def build_run(
     if scratch is not None:
         cleanup.callback(scratch.remove)
     replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma, scratch=scratch,
-                                extra_keys=agents.stored_keys, device=replay_device(cfg.buffer, cfg.env, device))
+                                extra_keys=agents.stored_keys, device=replay_device(cfg.buffer, cfg.env, device),
+                                max_frames=frames_written_at_most(cfg.train.total_steps))
     beta_schedule = make_beta_schedule(cfg.buffer, total_steps=cfg.train.total_steps)
     pieces = {**agents.pieces(), "exploration": exploration.module}  # what a checkpoint stores, by name
     counters, buffer_restored = Counters(), False

@@ -95,18 +95,28 @@ def test_bad_colour_settings_are_one_line(overrides, message):
 
 
 @pytest.mark.parametrize("storage", ["memory", "memmap"])
-def test_a_frame_ring_larger_than_its_memory_or_disk_is_refused_before_the_run(tmp_path, storage):
-    """10M colour frames (1 TB): refused in one line that names the size, where it would not fit, and the way out,
-    instead of a run killed for memory (or by a full disk) once the ring has filled that far."""
-    from rlpipe.replay import make_replay_buffer, make_replay_scratch
+def test_a_frame_ring_larger_than_its_memory_or_disk_is_refused_before_the_run(tmp_path, storage, monkeypatch):
+    """10M colour frames (1 TB) on a machine with 20 GB of memory and 50 GB of free disk: refused in one line that
+    names the size, where it would not fit, and the way out, instead of a run killed for memory (or by a full disk)
+    once the ring has filled that far. A short run with the same ring writes little of it, and passes the check."""
+    import shutil
+
+    from rlpipe import replay as replay_module
+    from rlpipe.replay import check_frame_ring_fits, make_replay_buffer, make_replay_scratch
+
+    monkeypatch.setattr(replay_module, "available_memory_bytes", lambda: 20 * 10**9)
+    monkeypatch.setattr(replay_module.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 50 * 10**9, 50 * 10**9))
 
     cfg = compose_config(["env=breakout_rgb", "buffer.capacity=10_000_000", f"buffer.storage={storage}",
                           f"buffer.memmap_dir={tmp_path}"])
     env = make_env(cfg.env, num_envs=1, seed=0)
     scratch = make_replay_scratch(cfg.buffer, tmp_path)
-    where = "GB free" if storage == "memmap" else "GB of memory available"
-    with pytest.raises(ConfigError, match=rf"^buffer.capacity=10,000,000 frames of 210x160x3 bytes take 1008.0 GB, and .* {where}"):
-        make_replay_buffer(cfg.buffer, cfg.env, env, scratch=scratch)
+    where = "the disk under .* has 50.0 GB free" if storage == "memmap" else "this machine has 20.0 GB of memory available"
+    with pytest.raises(ConfigError, match=rf"^buffer.capacity=10,000,000 frames of 210x160x3 bytes take 1008.0 GB, and {where}"):
+        make_replay_buffer(cfg.buffer, cfg.env, env, scratch=scratch, max_frames=2 * 20_000_000)
+    # a short run touches little of the ring: only the frames it can write count
+    check_frame_ring_fits(10_000_000, (210, 160, 3), memmap_dir=None if storage == "memory" else str(tmp_path),
+                          device=CPU, max_frames=2_000)
     cfg = compose_config(["env=breakout_rgb", "buffer.capacity=2_000"])  # a ring that fits is built
     assert make_replay_buffer(cfg.buffer, cfg.env, env).capacity == 2_000
     env.close()

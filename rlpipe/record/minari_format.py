@@ -46,7 +46,8 @@ def default_dataset_id(recording: dict[str, Any]) -> str:
     """``rlpipe/<game>-<agent>-v0``, e.g. ``rlpipe/breakout-trained-v0`` (Minari's ``namespace/name-version``);
     ``rlpipe/<game>_rgb-<agent>-v0`` for colour frames, so that both recordings of a game can be exported."""
     game = recording["protocol"]["env_id"].removeprefix("ALE/").removesuffix("-v5").lower()
-    colour = "_rgb" if str(recording["protocol"].get("frame", "")).startswith("RGB") else ""
+    shape = recording.get("frame_shape")
+    colour = "_rgb" if (len(shape) == 3 if shape else str(recording["protocol"].get("frame", "")).startswith("RGB")) else ""
     return f"rlpipe/{game}{colour}-{recording['agent']}-v0"
 
 
