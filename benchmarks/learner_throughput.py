@@ -196,7 +196,8 @@ def rlpipe_phase(data: TensorDict, overrides: list[str], *, updates_per_phase: i
         data.set(novelty_key, spec.rand(data.batch_size))
     collect = data[:observe_steps] if observe_steps else None
     replay = make_replay_buffer(cfg.buffer, cfg.env, env, n_step=cfg.train.n_step, gamma=cfg.train.gamma,
-                                extra_keys=learner.stored_keys, device=replay_device(cfg.buffer, cfg.env, device))
+                                extra_keys=learner.stored_keys, device=replay_device(cfg.buffer, cfg.env, device),
+                                max_frames=2 * len(data))  # (the frames it will hold: a large ring need not fit whole)
     if cfg.env.kind != "atari":  # (Atari: nothing to store, and RND's statistics of every frame would take ~0.5 GB)
         learner.observe(data)  # as train.py, before storing: what the learner stores with a transition (RND's flags)
     replay.extend(data)
