@@ -186,7 +186,7 @@ class AtariEnvConfig:
     maxpool: bool = _key(default=False)
     repeat_action_probability: float = _key(between(0.0, 1.0))
     noop_max: int = _key(at_least(0))
-    screen_size: Any = _key(Rule(lambda v: _is_screen_size(v), "a size >= 8 (square frames) or a pair [height, width] of sizes >= 8"))
+    screen_size: Any = _key(Rule(_is_screen_size, "a size >= 8 (square frames) or a pair [height, width] of sizes >= 8"))
     grayscale: bool = _key(default=True)  # (default: checkpoints written before it existed)
     frame_stack: int = _key(at_least(1))
     episodic_life: bool = _key()

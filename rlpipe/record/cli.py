@@ -70,7 +70,8 @@ def main(cfg: DictConfig) -> None:
     if output_dir is not None and cfg.format == "minari":  # recorded in the default layout beside output_dir, then converted
         from rlpipe.record.minari_format import check_dataset_id, default_dataset_id
 
-        dataset_id = cfg.dataset_id or default_dataset_id({"protocol": protocol(env_cfg), **source.metadata})
+        dataset_id = cfg.dataset_id or default_dataset_id({"protocol": protocol(env_cfg), "frame_shape": frame_shape(env_cfg),
+                                                                    **source.metadata})
         try:
             check_dataset_id(dataset_id)  # before playing: a taken id would throw the recording away
             output_dir.mkdir(parents=True, exist_ok=True)

@@ -46,8 +46,7 @@ def default_dataset_id(recording: dict[str, Any]) -> str:
     """``rlpipe/<game>-<agent>-v0``, e.g. ``rlpipe/breakout-trained-v0`` (Minari's ``namespace/name-version``);
     ``rlpipe/<game>_rgb-<agent>-v0`` for colour frames, so that both recordings of a game can be exported."""
     game = recording["protocol"]["env_id"].removeprefix("ALE/").removesuffix("-v5").lower()
-    shape = recording.get("frame_shape")
-    colour = "_rgb" if (len(shape) == 3 if shape else str(recording["protocol"].get("frame", "")).startswith("RGB")) else ""
+    colour = "_rgb" if len(recording.get("frame_shape", ())) == 3 else ""  # [H, W, 3]
     return f"rlpipe/{game}{colour}-{recording['agent']}-v0"
 
 
