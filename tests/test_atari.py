@@ -150,16 +150,26 @@ def test_evaluation_reports_the_unshaped_game_score(breakout):
 
 
 def test_nature_cnn_update_fits_a_fixed_batch(breakout):
-    """The loss falls on a fixed batch of real Breakout transitions: the CPU check that the Atari learner learns."""
+    """The loss falls on a fixed batch of real Breakout transitions: the CPU check that the Atari learner learns.
+
+    The batch holds a lost life (training reward -1.001). A batch of living penalties alone (-0.001) has TD errors
+    near 1e-3, where Adam's steps at this learning rate are as large as the fit: its loss wanders (measured: the last
+    5 losses at 10% and at 57% of the first 5 in two of the env's states), so it tells nothing about learning. With a lost
+    life, 8 seeds measured gave 0.6-4.6%.
+    """
     cfg, env = breakout
     torch.manual_seed(0)
     replay = make_replay_buffer(cfg.buffer, cfg.env, env)
     replay.extend(env.rollout(300, break_when_any_done=False))
-    batch = replay.sample(cfg.train.batch_size).select(*TRANSITION_KEYS)
+    for _ in range(50):
+        batch = replay.sample(cfg.train.batch_size).select(*TRANSITION_KEYS)
+        if (batch["next", "reward"] <= -1).any():
+            break
+    assert (batch["next", "reward"] <= -1).any(), "no sampled batch held a lost life"
     q = make_q_network(cfg.model, env, CPU)
     loss_module = make_loss(cfg.train, q)
     # a fast fit: a large step, and Adam's epsilon of 1e-8 (the preset's 1.5e-4 damps the small gradients of this batch)
     optimizer = make_optimizer(OmegaConf.merge(cfg.train, {"lr": 1e-3, "adam_eps": 1e-8}), loss_module, CPU)
     update = GradientUpdate(loss_module, optimizer, max_grad_norm=cfg.train.max_grad_norm, compile=False, device=CPU)
     losses = [update(batch).loss.item() for _ in range(60)]
-    assert sum(losses[-5:]) < 0.5 * sum(losses[:5]), losses
+    assert sum(losses[-5:]) < 0.25 * sum(losses[:5]), losses
