@@ -1,19 +1,21 @@
 """Asynchronous collection against the synchronous collector, while learning: agent steps per second of whole
 training runs (``python -m rlpipe.train``), and the policy lag of ``collector=async``.
 
-For each env (``--envs``), the same run three ways, one after the other:
+For each env (``--envs``), the same run four ways (``--variants``), one after the other:
 
 - ``sync``: the default collector, torch at its default threads (one per core);
 - ``sync, 1 thread``: the default collector, ``train.num_threads=1``;
 - ``async, 1 worker``: ``collector=async collector.num_workers=1`` and the learner at ``train.num_threads=1``: the
-  worker steps the env and acts on one core while the learner learns on the other.
+  worker steps the env and acts on one core while the learner learns on the other;
+- ``ray, 1 worker``: the same with the worker as an actor of a local Ray instance the run starts
+  (``collector=ray``), which adds Ray's object store and its own processes (GCS server, raylet) to the machine.
 
 Each run makes ``--steps`` agent steps after its random prefill, at the preset's update ratio, with no stop at
 solve and one evaluation game at its end; the figure is the median of its logged ``time/steps_per_s`` windows after
 the first learning window (the compile) and before the last (the evaluation). ``--learn`` adds CartPole to its
-solve threshold (the preset, stop at solve) with both collectors.
+solve threshold (the preset, stop at solve) with each collector.
 
-    python benchmarks/async_collection.py [--envs cartpole breakout] [--steps 8000 2000] [--learn]
+    python benchmarks/async_collection.py [--envs cartpole breakout] [--steps 8000 2000] [--variants ...] [--learn]
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ VARIANTS = {
     "sync": ["collector=sync"],
     "sync, 1 thread": ["collector=sync", "train.num_threads=1"],
     "async, 1 worker": ["collector=async", "collector.num_workers=1", "train.num_threads=1"],
+    "ray, 1 worker": ["collector=ray", "collector.num_workers=1", "train.num_threads=1"],
 }
 ENVS = {  # the preset and its prefill and log window for the measurement
     "cartpole": ["env=cartpole", "train.init_random_steps=1000", "train.log_interval_steps=1000"],
@@ -92,19 +95,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", nargs="+", default=["cartpole", "breakout"], choices=sorted(ENVS))
     parser.add_argument("--steps", nargs="+", type=int, default=[8000, 2000], help="agent steps after the prefill, per env")
-    parser.add_argument("--learn", action="store_true", help="also CartPole to its solve threshold with both collectors")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--learn", action="store_true", help="also CartPole to its solve threshold with each collector")
     parser.add_argument("--name", default="async_collection")
     args = parser.parse_args()
     print(cpu_info())
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="rlpipe-async-") as tmp:
         for env, steps in zip(args.envs, args.steps):
-            for variant in VARIANTS:
+            for variant in args.variants:
                 results[f"{env}: {variant}"] = throughput(env, variant, steps, Path(tmp))
                 print(f"{env}: {variant}: {results[f'{env}: {variant}']['steps_per_s']:.1f} steps/s", flush=True)
         learned = {}
         if args.learn:
-            for variant in ("sync", "async, 1 worker"):
+            for variant in ("sync", "async, 1 worker", "ray, 1 worker"):
                 learned[f"cartpole: {variant}"] = learning(variant, Path(tmp))
                 print(f"learn cartpole: {variant}: {learned[f'cartpole: {variant}']}", flush=True)
     save(args.name, {"steps": dict(zip(args.envs, args.steps)), "results": results, "learning": learned})

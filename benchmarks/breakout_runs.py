@@ -11,7 +11,8 @@ The runs themselves are long (an hour or more on 2 CPU cores) and go in the back
 still going or was cut shows its curve so far; ``resume=.../checkpoints/last.pt`` continues it, clock and curve
 included. This script collects the curves into ``benchmarks/results/breakout_runs.json`` and plots them::
 
-    python benchmarks/breakout_runs.py temperature_seed0=outputs/breakout_cpu/temperature_seed0 [LABEL=RUN_DIR ...]
+    python benchmarks/breakout_runs.py temperature_seed0=outputs/breakout_cpu/temperature_seed0 [LABEL=RUN_DIR ...] \
+        [--from-results LABEL=benchmarks/results/NAME.json:RUN ...]
 """
 
 from __future__ import annotations
@@ -152,11 +153,19 @@ def main() -> None:
     parser.add_argument("--epsilon-eval", action="append", default=[], metavar="LABEL=JSON",
                         help="the JSON line that `python -m rlpipe.evaluate checkpoint=... eval.episodes=30` printed for a run's "
                              "checkpoint, saved to a file; added to the results")
+    parser.add_argument("--from-results", action="append", default=[], metavar="LABEL=JSON:RUN",
+                        help="a run recorded in an earlier results file (its run directory may be gone), drawn beside the "
+                             "others: e.g. sync_seed0=benchmarks/results/breakout_protocol.json:temperature_seed0")
     args = parser.parse_args()
     runs = {}
     for item in args.runs:
         label, _, run_dir = item.partition("=")
         runs[label] = load_run(Path(run_dir))
+    for item in args.from_results:
+        label, _, source = item.partition("=")
+        path, _, name = source.rpartition(":")
+        recorded = json.loads(Path(path).read_text())
+        runs[label] = {**recorded["runs"][name], "from_results": f"{path} ({recorded['commit']}, {recorded['date']})"}
     epsilon_evals = {}
     for item in args.epsilon_eval:
         label, _, path = item.partition("=")

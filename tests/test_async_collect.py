@@ -125,6 +125,29 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _descendants(pid: int) -> dict[int, str]:
+    """Every process under ``pid`` (a local Ray instance's GCS server, raylet and actor workers among them), with its
+    command line (Ray titles an actor's worker ``ray::<ActorClass>...``)."""
+    parents, cmdlines = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            cmdlines[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    found, frontier = {}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, its_parent in parents.items():
+            if its_parent == parent and child not in found:
+                found[child] = cmdlines[child]
+                frontier.append(child)
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:"))
@@ -204,8 +227,8 @@ def test_the_configuration_refuses_what_async_collection_cannot_do(overrides, me
 def test_a_dead_ray_actor_is_one_line_naming_it():
     """How ``collector=ray`` reports an actor that died (RayActorError, from a round's batch or a weight load), as
     ``WorkerDied``, which ``rlpipe.train`` prints as one line (the path the async test above takes). The driver's Ray
-    is a stand-in that fails where a dead actor would: starting a Ray instance to kill one of its actors costs minutes
-    on 2 cores."""
+    is a stand-in that fails where a dead actor would, in the default suite and for a load as well as a round; the
+    slow test below kills a real actor on a local Ray instance.
     from types import SimpleNamespace
 
     pytest.importorskip("ray")
@@ -231,9 +254,11 @@ def test_a_dead_ray_actor_is_one_line_naming_it():
         collection._check_loads()
 
 
-@pytest.mark.slow  # starts a local Ray instance (about a minute on 2 cores): `make test-slow`
-def test_ray_collection_trains_resumes_and_stops_its_own_ray_instance(tmp_path):
-    """``collector=ray`` on a local Ray instance the run starts itself (``collector.address=null``) and stops."""
+@pytest.mark.slow  # starts a local Ray instance twice (minutes on 2 cores): `make test-slow`
+def test_ray_collection_trains_resumes_and_ends_in_one_line_when_an_actor_is_killed(tmp_path):
+    """``collector=ray`` on a local Ray instance the run starts itself (``collector.address=null``) and stops: SIGINT
+    stops it at the exact replay ratio; resumed, it trains on; then one of its actors is killed (SIGKILL, as an
+    out-of-memory kill or a lost node ends it), and the run ends in one line and leaves no Ray process behind."""
     pytest.importorskip("ray")
     run_dir = tmp_path / "run"
     process = start_module("rlpipe.train", *FAST, "collector=ray", "collector.num_workers=2", "env.num_envs=2",
@@ -248,7 +273,8 @@ def test_ray_collection_trains_resumes_and_stops_its_own_ray_instance(tmp_path):
     assert process.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "stopped by SIGINT at step" in stdout
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    assert last["counters"]["updates"] == last["counters"]["step"] // 2  # the replay ratio, exact
+    stopped_at = last["counters"]["step"]
+    assert last["counters"]["updates"] == stopped_at // 2  # the replay ratio, exact
     lags = [float(line.split(",")[1]) for line in
             (run_dir / "logs" / "csv" / "scalars" / "collector" / "policy_lag_updates_max.csv").read_text().split()[1:]]
     # A load queues behind the batch an actor is collecting: the weights act from the round after next at the latest.
@@ -256,8 +282,24 @@ def test_ray_collection_trains_resumes_and_stops_its_own_ray_instance(tmp_path):
     import ray
 
     assert not ray.is_initialized()
-    result = start_module("rlpipe.train", f"resume={run_dir / 'checkpoints' / 'last.pt'}",
-                          f"train.total_steps={last['counters']['step'] + 512}")
-    stdout, stderr = result.communicate(timeout=900)
-    assert result.returncode == 0, stderr[-3000:]
-    assert '"finished": true' in stdout
+
+    # Resumed, the run trains on (a newer last.pt); then one of its two actors is killed.
+    process = start_module("rlpipe.train", f"resume={run_dir / 'checkpoints' / 'last.pt'}")
+    deadline = time.monotonic() + 900
+    while load_checkpoint(run_dir / "checkpoints" / "last.pt")["counters"]["step"] <= stopped_at:
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "the resumed run wrote no checkpoint within 900 s"
+        time.sleep(0.5)
+    ray_processes = _descendants(process.pid)
+    actors = [pid for pid, cmdline in ray_processes.items() if cmdline.startswith("ray::Collector")]
+    assert len(actors) == 2, ray_processes  # (TorchRL's RayCollector makes each actor a torchrl Collector)
+    os.kill(actors[1], signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line[line.index("rlpipe.train:"):] for line in stderr.splitlines() if "rlpipe.train:" in line]  # (after the bar's \r)
+    assert len(lines) == 1 and "(a Ray actor) ended" in lines[0] and "last checkpoint stands" in lines[0], stderr[-2000:]
+    deadline = time.monotonic() + 60  # (the raylet and GCS stop with the run's Ray instance)
+    while any(_alive(pid) for pid in ray_processes) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [cmdline for pid, cmdline in ray_processes.items() if _alive(pid)], "a Ray process outlived the run"
