@@ -228,7 +228,7 @@ def test_a_dead_ray_actor_is_one_line_naming_it():
     """How ``collector=ray`` reports an actor that died (RayActorError, from a round's batch or a weight load), as
     ``WorkerDied``, which ``rlpipe.train`` prints as one line (the path the async test above takes). The driver's Ray
     is a stand-in that fails where a dead actor would, in the default suite and for a load as well as a round; the
-    slow test below kills a real actor on a local Ray instance.
+    slow test below kills a real actor on a local Ray instance."""
     from types import SimpleNamespace
 
     pytest.importorskip("ray")
