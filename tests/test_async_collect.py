@@ -254,11 +254,12 @@ def test_a_dead_ray_actor_is_one_line_naming_it():
         collection._check_loads()
 
 
-@pytest.mark.slow  # starts a local Ray instance twice (minutes on 2 cores): `make test-slow`
+@pytest.mark.slow  # starts a local Ray instance three times (minutes on 2 cores): `make test-slow`
 def test_ray_collection_trains_resumes_and_ends_in_one_line_when_an_actor_is_killed(tmp_path):
     """``collector=ray`` on a local Ray instance the run starts itself (``collector.address=null``) and stops: SIGINT
     stops it at the exact replay ratio; resumed, it trains on; then one of its actors is killed (SIGKILL, as an
-    out-of-memory kill or a lost node ends it), and the run ends in one line and leaves no Ray process behind."""
+    out-of-memory kill or a lost node ends it), and the run ends in one line and leaves no Ray process behind; resumed
+    from its last checkpoint, it ends normally."""
     pytest.importorskip("ray")
     run_dir = tmp_path / "run"
     process = start_module("rlpipe.train", *FAST, "collector=ray", "collector.num_workers=2", "env.num_envs=2",
@@ -303,3 +304,11 @@ def test_ray_collection_trains_resumes_and_ends_in_one_line_when_an_actor_is_kil
     while any(_alive(pid) for pid in ray_processes) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not [cmdline for pid, cmdline in ray_processes.items() if _alive(pid)], "a Ray process outlived the run"
+
+    # The last checkpoint stands: resumed from it, the run ends normally.
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    result = start_module("rlpipe.train", f"resume={run_dir / 'checkpoints' / 'last.pt'}",
+                          f"train.total_steps={last['counters']['step'] + 512}")
+    stdout, stderr = result.communicate(timeout=900)
+    assert result.returncode == 0, stderr[-3000:]
+    assert '"finished": true' in stdout
