@@ -156,6 +156,17 @@ def _alive(pid: int) -> bool:
     return "Z" not in state  # (a zombie has exited)
 
 
+def _resume_until_it_checkpoints(run_dir: Path, *, after_step: int, timeout_s: float):
+    """Resumes the run from its ``last.pt`` and returns its process once it has written a newer one (it trains on)."""
+    process = start_module("rlpipe.train", f"resume={run_dir / 'checkpoints' / 'last.pt'}")
+    deadline = time.monotonic() + timeout_s
+    while load_checkpoint(run_dir / "checkpoints" / "last.pt")["counters"]["step"] <= after_step:
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, f"the resumed run wrote no checkpoint within {timeout_s} s"
+        time.sleep(0.5)
+    return process
+
+
 def _start(run_dir: Path, *overrides: str):
     process = start_module("rlpipe.train", *FAST, "train.total_steps=1000000", "train.stop_on_solve=false", *overrides,
                            f"hydra.run.dir={run_dir}")
@@ -193,12 +204,7 @@ def test_sigint_stops_the_workers_at_the_ratio_then_a_resumed_run_ends_in_one_li
     assert lags and max(lags) <= 256
 
     # Resumed, the run trains on (a newer last.pt), and then one of its workers is killed.
-    process = start_module("rlpipe.train", f"resume={run_dir / 'checkpoints' / 'last.pt'}")
-    deadline = time.monotonic() + 180
-    while load_checkpoint(run_dir / "checkpoints" / "last.pt")["counters"]["step"] <= stopped_at:
-        assert process.poll() is None, process.stderr.read()[-3000:]
-        assert time.monotonic() < deadline, "the resumed run wrote no checkpoint within 180 s"
-        time.sleep(0.5)
+    process = _resume_until_it_checkpoints(run_dir, after_step=stopped_at, timeout_s=180)
     workers = _children(process.pid)
     os.kill(workers[1], signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=120)
@@ -285,12 +291,7 @@ def test_ray_collection_trains_resumes_and_ends_in_one_line_when_an_actor_is_kil
     assert not ray.is_initialized()
 
     # Resumed, the run trains on (a newer last.pt); then one of its two actors is killed.
-    process = start_module("rlpipe.train", f"resume={run_dir / 'checkpoints' / 'last.pt'}")
-    deadline = time.monotonic() + 900
-    while load_checkpoint(run_dir / "checkpoints" / "last.pt")["counters"]["step"] <= stopped_at:
-        assert process.poll() is None, process.stderr.read()[-3000:]
-        assert time.monotonic() < deadline, "the resumed run wrote no checkpoint within 900 s"
-        time.sleep(0.5)
+    process = _resume_until_it_checkpoints(run_dir, after_step=stopped_at, timeout_s=900)
     ray_processes = _descendants(process.pid)
     actors = [pid for pid, cmdline in ray_processes.items() if cmdline.startswith("ray::Collector")]
     assert len(actors) == 2, ray_processes  # (TorchRL's RayCollector makes each actor a torchrl Collector)
