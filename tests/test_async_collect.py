@@ -108,42 +108,35 @@ def test_every_stream_arrives_whole_and_in_order_through_syncs_and_a_busy_learne
     assert int(versions.max()) >= 300 and set(versions.unique().tolist()) <= {0, *range(100, 500, 100)}
 
 
-def _children(pid: int) -> list[int]:
-    """The spawned worker processes of ``pid`` (multiprocessing's spawn_main children)."""
-    found = []
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every process on the machine: ``{pid: (parent pid, command line)}``, read from ``/proc``."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             status = (entry / "status").read_text()
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        parent = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
-        if int(parent) == pid and "spawn_main" in cmdline:
-            found.append(int(entry.name))
+        found[int(entry.name)] = (int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))), cmdline)
     return found
+
+
+def _children(pid: int) -> list[int]:
+    """The spawned worker processes of ``pid`` (multiprocessing's spawn_main children)."""
+    return [child for child, (parent, cmdline) in _processes().items() if parent == pid and "spawn_main" in cmdline]
 
 
 def _descendants(pid: int) -> dict[int, str]:
     """Every process under ``pid`` (a local Ray instance's GCS server, raylet and actor workers among them), with its
     command line (Ray titles an actor's worker ``ray::<ActorClass>...``)."""
-    parents, cmdlines = {}, {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-            cmdlines[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-    found, frontier = {}, [pid]
+    processes, found, frontier = _processes(), {}, [pid]
     while frontier:
         parent = frontier.pop()
-        for child, its_parent in parents.items():
+        for child, (its_parent, cmdline) in processes.items():
             if its_parent == parent and child not in found:
-                found[child] = cmdlines[child]
+                found[child] = cmdline
                 frontier.append(child)
     return found
 
