@@ -67,6 +67,43 @@ def make_optimizer(
     return optimizer
 
 
+@dataclass(frozen=True)
+class AdamStepScale:
+    """How much of Adam's step its epsilon leaves (Kingma and Ba 2015, https://arxiv.org/abs/1412.6980).
+
+    Adam moves a parameter by ``lr * m_hat / (sqrt(v_hat) + eps)``; where the gradient's running scale
+    ``sqrt(v_hat)`` is small against ``eps``, the step shrinks to about ``lr * m_hat / eps``. A DQN's gradients are
+    small where its TD errors are (sparse rewards, a Huber loss), so an epsilon chosen for another loss can set the
+    effective learning rate of most of the network.
+    """
+
+    fraction: float  # mean of sqrt(v_hat) / (sqrt(v_hat) + eps) over the elements with a gradient history (1: undamped)
+    below_eps: float  # share of those elements where sqrt(v_hat) < eps (their step is less than half its undamped size)
+    elements: int  # elements with a gradient history (v > 0)
+    no_gradient: int  # elements whose gradient has always been 0 (the filters of a ReLU that never fires, for one)
+
+
+@torch.no_grad()
+def adam_step_scale(optimizer_state: dict[str, Any], params: list[int] | None = None) -> AdamStepScale:
+    """:class:`AdamStepScale` of an Adam ``state_dict()`` (live, or a checkpoint's ``"optimizer"``), over the
+    parameters numbered ``params`` (all by default); ``fraction`` is NaN before the first step."""
+    total, elements, below, no_gradient = 0.0, 0, 0, 0
+    for group in optimizer_state["param_groups"]:
+        beta2, eps = group["betas"][1], group["eps"]
+        for index in group["params"]:
+            state = optimizer_state["state"].get(index, {})
+            if (params is not None and index not in params) or "exp_avg_sq" not in state:
+                continue
+            exp_avg_sq = state["exp_avg_sq"].float()
+            scale = (exp_avg_sq / (1 - beta2 ** float(state["step"]))).sqrt()[exp_avg_sq > 0]  # sqrt(v_hat) [N]
+            total += (scale / (scale + eps)).sum().item()
+            elements += scale.numel()
+            below += int((scale < eps).sum())
+            no_gradient += exp_avg_sq.numel() - scale.numel()
+    return AdamStepScale(fraction=total / elements if elements else float("nan"), below_eps=below / elements if elements else float("nan"),
+                         elements=elements, no_gradient=no_gradient)
+
+
 class _KeepBuiltSettings:
     """After ``Optimizer.load_state_dict``: the settings this run built, not the checkpoint's.
 
@@ -427,8 +464,10 @@ class Learner:
         return self.q_network(states).get("chosen_action_value").mean().item()
 
     def metrics(self, block: TensorDictBase | None) -> dict[str, float]:
-        """The learning rate and the mean greedy Q-value over ``block``, the latest phase's sample (NaN before any)."""
-        return {"train/lr": self.lr, "train/q_mean": self.q_mean(block) if block is not None else float("nan")}
+        """The learning rate, the mean greedy Q-value over ``block``, the latest phase's sample (NaN before any),
+        and the share of Adam's step that its epsilon leaves (:class:`AdamStepScale`; NaN before the first update)."""
+        return {"train/lr": self.lr, "train/q_mean": self.q_mean(block) if block is not None else float("nan"),
+                "train/adam_step_fraction": adam_step_scale(self.optimizer.state_dict()).fraction}
 
     def pieces(self) -> dict[str, Any]:
         """The learner's stateful pieces, by the names checkpoints store them under."""

@@ -44,7 +44,7 @@ def test_train_writes_the_run_directory(cartpole_run):
     assert (cartpole_run / "checkpoints" / "last.pt").is_file()
     assert OmegaConf.load(cartpole_run / "config.yaml").train.total_steps == 600  # resolved config
     scalars = cartpole_run / "logs" / "csv" / "scalars"
-    for metric in ("train/loss", "train/q_mean", "train/epsilon", "train/lr", "episode/reward", "episode/length",
+    for metric in ("train/loss", "train/q_mean", "train/adam_step_fraction", "train/epsilon", "train/lr", "episode/reward", "episode/length",
                    "buffer/size", "buffer/beta", "buffer/priority_max", "buffer/weight_min", "eval/return_mean",
                    "eval/return_std", "time/steps_per_s", "time/updates_per_s"):
         header, *rows = (scalars / f"{metric}.csv").read_text().splitlines()

@@ -116,6 +116,16 @@ def test_breakout_cpu_preset_picks_its_model_exploration_and_schedules():
     assert (egreedy.eps_init, egreedy.eps_final, egreedy.annealing_steps) == (1.0, 0.01, 100_000)
 
 
+def test_atari_preset_trains_on_the_clipped_game_reward_and_breakout_keeps_its_shaping():
+    pong = compose_config(["env=atari", "env.game=Pong"])
+    assert (pong.env.living_penalty, pong.env.life_loss_penalty, pong.env.clip_reward_to_sign) == (0.0, 0.0, True)
+    assert pong.train.adam_eps == 1e-8 and pong.exploration.kind == "egreedy"
+    for preset in ("breakout", "breakout_rgb"):  # the values every Breakout run in the results was measured with
+        breakout = compose_config([f"env={preset}"])
+        assert (breakout.env.living_penalty, breakout.env.life_loss_penalty, breakout.env.clip_reward_to_sign) == (-0.001, -1.0, False)
+        assert breakout.train.adam_eps == 1.5e-4
+
+
 def test_breakout_gpu_preset_keeps_the_original_values():
     cfg = compose_config(["env=breakout_gpu"])
     assert cfg.env.id == "ALE/Breakout-v5" and cfg.model.kind == "nature_cnn" and cfg.buffer.kind == "prioritized"

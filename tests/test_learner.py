@@ -4,6 +4,7 @@ in ``rlpipe/train.py``, and a checkpoint finds every stateful piece under its ol
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from tensordict import TensorDict
 from conftest import compose_config
 from rlpipe.envs import make_env, transition_keys
 from rlpipe.keys import PRIORITY_WEIGHT_KEY
-from rlpipe.learner import Learner, make_gradient_update, make_loss, make_lr_scheduler, make_optimizer, make_target_updater
+from rlpipe.learner import Learner, adam_step_scale, make_gradient_update, make_loss, make_lr_scheduler, make_optimizer, make_target_updater
 from rlpipe.models import make_q_network
 
 K, B = 6, 16  # updates in the phase, minibatch size
@@ -84,3 +85,20 @@ def test_learner_names_the_pieces_a_checkpoint_stores():
     assert all(hasattr(piece, "state_dict") and hasattr(piece, "load_state_dict") for piece in pieces.values())
     learner.set_lr(3e-4)
     assert learner.lr == pytest.approx(3e-4)
+
+
+def test_adam_step_scale_measures_how_much_of_the_step_epsilon_leaves():
+    # After one step on a constant gradient g, Adam's bias-corrected sqrt(v_hat) is |g|: the fraction is |g| / (|g| + eps).
+    eps = 1e-4
+    small, large, unused = (torch.nn.Parameter(torch.zeros(3)) for _ in range(3))
+    optimizer = torch.optim.Adam([small, large, unused], lr=1e-3, eps=eps)
+    small.grad, large.grad, unused.grad = torch.full((3,), 1e-6), torch.full((3,), 1.0), torch.zeros(3)
+    optimizer.step()
+    state = optimizer.state_dict()
+    damped, undamped = adam_step_scale(state, params=[0]), adam_step_scale(state, params=[1])
+    assert damped.fraction == pytest.approx(1e-6 / (1e-6 + eps), rel=1e-3) and damped.below_eps == 1.0
+    assert undamped.fraction == pytest.approx(1 / (1 + eps), rel=1e-6) and undamped.below_eps == 0.0
+    overall = adam_step_scale(state)  # the never-updated elements are counted apart, not as damped
+    assert (overall.elements, overall.no_gradient) == (6, 3)
+    assert overall.fraction == pytest.approx((damped.fraction + undamped.fraction) / 2, rel=1e-6)
+    assert math.isnan(adam_step_scale(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))]).state_dict()).fraction)  # before a step

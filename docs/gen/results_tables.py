@@ -630,6 +630,18 @@ def render_reliability(data: dict) -> list[str]:
                                        "problems", "survived"], rows, "rlrlrrrrll")))
 
 
+def render_adam_step_scale(data: dict) -> list[str]:
+    lines: list[str] = []
+    for label, c in data["checkpoints"].items():
+        rows = [[f"`{name}`", count(t["elements"] + t["no_gradient"]), num(t["fraction"], 3), pct(t["below_eps"]), count(t["no_gradient"])]
+                for name, t in [*c["tensors"].items(), ("all", c["all"])]]
+        lines += section(f"{label}: agent step {count(c['step'])}, Adam epsilon {c['adam_eps']:g}, learning rate {c['lr']:g}",
+                         paragraph(f"Checkpoint `{c['checkpoint']}`. Step fraction: the mean of sqrt(v_hat) / (sqrt(v_hat) + eps) over the "
+                                   "elements with a gradient history (1: Adam's step undamped by its epsilon)."),
+                         table(["tensor", "elements", "step fraction", "sqrt(v_hat) < eps", "no gradient"], rows, "lrrrr"))
+    return lines
+
+
 def render_generic(data: dict) -> list[str]:
     """Any other results file: every nested scalar, by its path in the JSON (lists of scalars joined); the top-level
     ones are already in "Top-level fields"."""
@@ -668,6 +680,7 @@ RENDERERS: list[tuple[str, Callable[[dict], list[str]]]] = [
     ("async_collection*.json", render_async_collection),
     ("reliability.json", render_reliability),
     ("atari_rgb.json", render_atari_rgb),
+    ("adam_step_scale_*.json", render_adam_step_scale),
 ]
 
 
