@@ -1,8 +1,8 @@
 """How much of Adam's step its epsilon left, per parameter tensor, in a run's checkpoint.
 
 Reads the optimizer state a checkpoint stores (no env, no training) and reports, per tensor of the Q-network and
-over all of them, ``rlpipe.learner.adam_step_scale``: the mean of ``sqrt(v_hat) / (sqrt(v_hat) + eps)`` (1: Adam's
-step is undamped by its epsilon), the share of elements where ``sqrt(v_hat) < eps``, and the elements whose gradient
+over all of them, ``rlpipe.learner.adam_step_scale``: the size of Adam's step against its size without epsilon (1:
+undamped), the share of the undamped step on elements where ``sqrt(v_hat) < eps``, and the elements whose gradient
 has always been 0. Training logs the overall figure as ``train/adam_step_fraction``.
 
     python benchmarks/adam_step_scale.py LABEL=RUN/checkpoints/last.pt [...] --name NAME

@@ -71,37 +71,42 @@ def make_optimizer(
 class AdamStepScale:
     """How much of Adam's step its epsilon leaves (Kingma and Ba 2015, https://arxiv.org/abs/1412.6980).
 
-    Adam moves a parameter by ``lr * m_hat / (sqrt(v_hat) + eps)``; where the gradient's running scale
+    Adam moves each element by ``lr * m_hat / (sqrt(v_hat) + eps)``; where the gradient's running scale
     ``sqrt(v_hat)`` is small against ``eps``, the step shrinks to about ``lr * m_hat / eps``. A DQN's gradients are
     small where its TD errors are (sparse rewards, a Huber loss), so an epsilon chosen for another loss can set the
-    effective learning rate of most of the network.
+    effective learning rate of most of the network. Both shares are weighted by each element's undamped step
+    ``|m_hat| / sqrt(v_hat)``: an element whose gradient has stopped (a ReLU that no longer fires) has a vanishing
+    ``m_hat`` and counts for nothing, however small its ``v_hat`` has decayed.
     """
 
-    fraction: float  # mean of sqrt(v_hat) / (sqrt(v_hat) + eps) over the elements with a gradient history (1: undamped)
-    below_eps: float  # share of those elements where sqrt(v_hat) < eps (their step is less than half its undamped size)
+    fraction: float  # sum |m_hat| / (sqrt(v_hat) + eps) over sum |m_hat| / sqrt(v_hat): the step's size against its undamped size (1: undamped)
+    below_eps: float  # share of the undamped step on elements where sqrt(v_hat) < eps (their step is less than half its undamped size)
     elements: int  # elements with a gradient history (v > 0)
-    no_gradient: int  # elements whose gradient has always been 0 (the filters of a ReLU that never fires, for one)
+    no_gradient: int  # elements whose gradient has always been 0 (v = 0)
 
 
 @torch.no_grad()
 def adam_step_scale(optimizer_state: dict[str, Any], params: list[int] | None = None) -> AdamStepScale:
     """:class:`AdamStepScale` of an Adam ``state_dict()`` (live, or a checkpoint's ``"optimizer"``), over the
-    parameters numbered ``params`` (all by default); ``fraction`` is NaN before the first step."""
-    total, elements, below, no_gradient = 0.0, 0, 0, 0
+    parameters numbered ``params`` (all by default); the shares are NaN before the first step."""
+    damped, undamped, below, elements, no_gradient = 0.0, 0.0, 0.0, 0, 0
     for group in optimizer_state["param_groups"]:
-        beta2, eps = group["betas"][1], group["eps"]
+        (beta1, beta2), eps = group["betas"], group["eps"]
         for index in group["params"]:
             state = optimizer_state["state"].get(index, {})
             if (params is not None and index not in params) or "exp_avg_sq" not in state:
                 continue
-            exp_avg_sq = state["exp_avg_sq"].float()
-            scale = (exp_avg_sq / (1 - beta2 ** float(state["step"]))).sqrt()[exp_avg_sq > 0]  # sqrt(v_hat) [N]
-            total += (scale / (scale + eps)).sum().item()
+            step, seen = float(state["step"]), state["exp_avg_sq"] > 0
+            scale = (state["exp_avg_sq"].float()[seen] / (1 - beta2 ** step)).sqrt()  # sqrt(v_hat) [N]
+            momentum = state["exp_avg"].float()[seen].abs() / (1 - beta1 ** step)  # |m_hat| [N]
+            full = momentum / scale  # the undamped step per unit of learning rate [N]
+            damped += (momentum / (scale + eps)).sum().item()
+            undamped += full.sum().item()
+            below += full[scale < eps].sum().item()
             elements += scale.numel()
-            below += int((scale < eps).sum())
-            no_gradient += exp_avg_sq.numel() - scale.numel()
-    return AdamStepScale(fraction=total / elements if elements else float("nan"), below_eps=below / elements if elements else float("nan"),
-                         elements=elements, no_gradient=no_gradient)
+            no_gradient += seen.numel() - scale.numel()
+    share = (lambda part: part / undamped) if undamped > 0 else (lambda part: float("nan"))
+    return AdamStepScale(fraction=share(damped), below_eps=share(below), elements=elements, no_gradient=no_gradient)
 
 
 class _KeepBuiltSettings:

@@ -88,7 +88,8 @@ def test_learner_names_the_pieces_a_checkpoint_stores():
 
 
 def test_adam_step_scale_measures_how_much_of_the_step_epsilon_leaves():
-    # After one step on a constant gradient g, Adam's bias-corrected sqrt(v_hat) is |g|: the fraction is |g| / (|g| + eps).
+    # After one step on a constant gradient g, Adam's bias-corrected m_hat is g and sqrt(v_hat) is |g|: the undamped
+    # step is 1 per element, the damped one |g| / (|g| + eps).
     eps = 1e-4
     small, large, unused = (torch.nn.Parameter(torch.zeros(3)) for _ in range(3))
     optimizer = torch.optim.Adam([small, large, unused], lr=1e-3, eps=eps)
@@ -96,9 +97,15 @@ def test_adam_step_scale_measures_how_much_of_the_step_epsilon_leaves():
     optimizer.step()
     state = optimizer.state_dict()
     damped, undamped = adam_step_scale(state, params=[0]), adam_step_scale(state, params=[1])
-    assert damped.fraction == pytest.approx(1e-6 / (1e-6 + eps), rel=1e-3) and damped.below_eps == 1.0
+    assert damped.fraction == pytest.approx(1e-6 / (1e-6 + eps), rel=1e-3) and damped.below_eps == pytest.approx(1.0)
     assert undamped.fraction == pytest.approx(1 / (1 + eps), rel=1e-6) and undamped.below_eps == 0.0
     overall = adam_step_scale(state)  # the never-updated elements are counted apart, not as damped
     assert (overall.elements, overall.no_gradient) == (6, 3)
     assert overall.fraction == pytest.approx((damped.fraction + undamped.fraction) / 2, rel=1e-6)
+    assert overall.below_eps == pytest.approx(0.5)
+    # a gradient that has stopped: its v_hat decays slowly, its m_hat fast; it no longer counts as a damped step
+    small.grad, large.grad, unused.grad = torch.zeros(3), torch.full((3,), 1.0), torch.zeros(3)
+    for _ in range(200):
+        optimizer.step()
+    assert adam_step_scale(optimizer.state_dict()).fraction == pytest.approx(1.0, abs=1e-3)
     assert math.isnan(adam_step_scale(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))]).state_dict()).fraction)  # before a step

@@ -636,9 +636,10 @@ def render_adam_step_scale(data: dict) -> list[str]:
         rows = [[f"`{name}`", count(t["elements"] + t["no_gradient"]), num(t["fraction"], 3), pct(t["below_eps"]), count(t["no_gradient"])]
                 for name, t in [*c["tensors"].items(), ("all", c["all"])]]
         lines += section(f"{label}: agent step {count(c['step'])}, Adam epsilon {c['adam_eps']:g}, learning rate {c['lr']:g}",
-                         paragraph(f"Checkpoint `{c['checkpoint']}`. Step fraction: the mean of sqrt(v_hat) / (sqrt(v_hat) + eps) over the "
-                                   "elements with a gradient history (1: Adam's step undamped by its epsilon)."),
-                         table(["tensor", "elements", "step fraction", "sqrt(v_hat) < eps", "no gradient"], rows, "lrrrr"))
+                         paragraph(f"Checkpoint `{c['checkpoint']}`. Step fraction: the size of Adam's step, sum |m_hat| / (sqrt(v_hat) + eps), "
+                                   "against its size without epsilon, sum |m_hat| / sqrt(v_hat) (1: undamped). Below epsilon: the share "
+                                   "of that undamped step on elements where sqrt(v_hat) < eps. No gradient: elements never updated."),
+                         table(["tensor", "elements", "step fraction", "undamped step below epsilon", "no gradient"], rows, "lrrrr"))
     return lines
 
 
