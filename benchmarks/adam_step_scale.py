@@ -46,7 +46,7 @@ def main() -> None:
         results[label] = {"checkpoint": path, "step": step, "adam_eps": eps, "lr": float(state["param_groups"][0]["lr"]),
                           "all": overall, "tensors": tensors}
         print(f"\n{label}: {path}, agent step {step:,}, Adam epsilon {eps:g}")
-        print("| tensor | elements | step fraction | sqrt(v_hat) < eps | no gradient |")
+        print("| tensor | elements | step fraction | undamped step below epsilon | no gradient |")
         print("| --- | ---: | ---: | ---: | ---: |")
         for name, scale in [*tensors.items(), ("all", overall)]:
             print(f"| {name} | {scale['elements'] + scale['no_gradient']:,} | {scale['fraction']:.3f} | {scale['below_eps']:.1%} | {scale['no_gradient']:,} |")
