@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -63,11 +64,14 @@ def load_run(run_dir: Path) -> dict:
                         for e in summary["evaluations"]],
         "config": config,
         "time_budget": time_budget(run_dir),
-        "training": {name: read_scalar(run_dir, name) for name in TRAINING_CURVES},
+        "training": {name: [(step, value) for step, value in read_scalar(run_dir, name) if math.isfinite(value)]
+                     for name in TRAINING_CURVES},
     }
 
 
-TRAINING_CURVES = ("episode/score", "train/loss")  # logged every train.log_interval_steps agent steps
+# Logged every train.log_interval_steps agent steps; the learner's curves are kept for diagnosing a run from its results
+# file once its directory is gone (values not yet defined, such as the Q-value before learning starts, are left out).
+TRAINING_CURVES = ("episode/score", "train/loss", "train/grad_norm", "train/q_mean", "train/adam_step_fraction", "buffer/weight_max")
 
 
 def read_scalar(run_dir: Path, name: str) -> list[tuple[int, float]]:
