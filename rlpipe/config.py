@@ -205,6 +205,10 @@ class AtariEnvConfig:
                               "backend; expected env.backend=ale_vector")
         if env.backend == "gym" and env.maxpool:
             raise ConfigError("env.maxpool=true is invalid with env.backend=gym: only the ale_vector backend max-pools frames")
+        if env.clip_reward_to_sign and env.living_penalty != 0:
+            raise ConfigError(f"env.living_penalty={env.living_penalty} is invalid with env.clip_reward_to_sign=true: the reward is "
+                              f"clipped after shaping, so every step without a point would train as -1; expected 0, or "
+                              f"env.clip_reward_to_sign=false (env=breakout's choice)")
         if env.backend == "ale_vector" and env.parallel:
             raise ConfigError("env.parallel=true is invalid with env.backend=ale_vector: its games already run in ale-py's "
                               "C++ threads; expected false (env.parallel is for env.backend=gym)")

@@ -183,6 +183,7 @@ def test_env_presets_carry_their_tuned_values():
         (["resume=3"], "resume=3 is invalid: expected a path to a checkpoint, or null"),
         (["model=nature_cnn"], "model=nature_cnn does not fit env=cartpole (classic): expected model=nature_cnn for pixel"),
         (["env=breakout", "model=mlp"], "model=mlp does not fit env=breakout (atari)"),
+        (["env=atari", "env.living_penalty=-0.001"], "env.living_penalty=-0.001 is invalid with env.clip_reward_to_sign=true"),
         (["env=breakout", "env.frame_stack=0"], "env.frame_stack=0 is invalid: expected a number >= 1"),
         (["env=breakout", "env.living_penalty=0.1"], "env.living_penalty=0.1 is invalid: expected a number <= 0 (0 switches it off)"),
         (["exploration=temperature", "exploration.temperature_init=0"], "exploration.temperature_init=0.0 is invalid: expected a number > 0"),
