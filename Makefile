@@ -72,14 +72,11 @@ bench: $(STAMP)
 
 # Pong to 18 points (docs/results/pong-learning.md): one seed, 1M agent steps, evaluated under the protocol; hours on
 # a CPU: run it in the background (nohup make bench-pong &); it resumes from its last.pt when started again.
-# The curve is drawn beside the first run, made with Breakout's shaping and Adam epsilon (pong_runs_first_preset.json).
 PONG_DIR ?= outputs/pong/egreedy_seed0
 bench-pong: $(STAMP)
 	$(PY) -m rlpipe.train env=atari env.game=Pong train.seed=0 hydra.run.dir=$(PONG_DIR) \
 	  $(if $(wildcard $(PONG_DIR)/checkpoints/last.pt),resume=$(PONG_DIR)/checkpoints/last.pt)
-	$(PY) benchmarks/breakout_runs.py egreedy_seed0=$(PONG_DIR) \
-	  --from-results breakout_values_seed0=benchmarks/results/pong_runs_first_preset.json:breakout_values_seed0 \
-	  --name pong_runs --title "rlpipe DQN on Pong (env=atari env.game=Pong); dashed: 18 points"
+	$(PY) benchmarks/breakout_runs.py egreedy_seed0=$(PONG_DIR) --name pong_runs --title "rlpipe DQN on Pong (env=atari env.game=Pong); dashed: 18 points"
 
 # DoorKey RND (docs/results/doorkey-rnd.md): the configuration that reached the target, 3 seeds side by side.
 bench-doorkey-rnd: $(STAMP)
