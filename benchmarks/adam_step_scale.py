@@ -2,8 +2,8 @@
 
 Reads the optimizer state a checkpoint stores (no env, no training) and reports, per tensor of the Q-network and
 over all of them, ``rlpipe.learner.adam_step_scale``: the size of Adam's step against its size without epsilon (1:
-undamped), the share of the undamped step on elements where ``sqrt(v_hat) < eps``, and the elements whose gradient
-has always been 0. Training logs the overall figure as ``train/adam_step_fraction``.
+undamped), the share of the undamped step on elements where ``sqrt(v_hat) < eps``, and the elements whose running
+scale ``v`` is 0 (no gradient yet, or none for so long that it has decayed to 0 in float32). Training logs the overall figure as ``train/adam_step_fraction``.
 
     python benchmarks/adam_step_scale.py LABEL=RUN/checkpoints/last.pt [...] --name NAME
 """
@@ -23,7 +23,7 @@ from rlpipe.learner import adam_step_scale
 
 def tensor_names(checkpoint: dict, count: int) -> list[str]:
     """The Q-network's parameter names in the optimizer's order (Adam is built over the online network's
-    parameters only); numbers where the checkpoint holds more than one network's optimizer state."""
+    parameters only); numbers where the stored network's tensors do not match the optimizer's in count."""
     names = list(checkpoint.get("q_network", {}))
     return names if len(names) == count else [str(i) for i in range(count)]
 

@@ -82,7 +82,7 @@ class AdamStepScale:
     fraction: float  # sum |m_hat| / (sqrt(v_hat) + eps) over sum |m_hat| / sqrt(v_hat): the step's size against its undamped size (1: undamped)
     below_eps: float  # share of the undamped step on elements where sqrt(v_hat) < eps (their step is less than half its undamped size)
     elements: int  # elements with a gradient history (v > 0)
-    no_gradient: int  # elements whose gradient has always been 0 (v = 0)
+    no_gradient: int  # elements with v = 0: no gradient yet, or none for so long that v has decayed to 0 in float32
 
 
 @torch.no_grad()

@@ -631,6 +631,7 @@ def render_reliability(data: dict) -> list[str]:
 
 
 def render_adam_step_scale(data: dict) -> list[str]:
+    """``benchmarks/adam_step_scale.py``: one table per checkpoint, a row per parameter tensor and one for all."""
     lines: list[str] = []
     for label, c in data["checkpoints"].items():
         rows = [[f"`{name}`", count(t["elements"] + t["no_gradient"]), num(t["fraction"], 3), pct(t["below_eps"]), count(t["no_gradient"])]
@@ -638,7 +639,8 @@ def render_adam_step_scale(data: dict) -> list[str]:
         lines += section(f"{label}: agent step {count(c['step'])}, Adam epsilon {c['adam_eps']:g}, learning rate {c['lr']:g}",
                          paragraph(f"Checkpoint `{c['checkpoint']}`. Step fraction: the size of Adam's step, sum |m_hat| / (sqrt(v_hat) + eps), "
                                    "against its size without epsilon, sum |m_hat| / sqrt(v_hat) (1: undamped). Below epsilon: the share "
-                                   "of that undamped step on elements where sqrt(v_hat) < eps. No gradient: elements never updated."),
+                                   "of that undamped step on elements where sqrt(v_hat) < eps. No gradient: elements whose v is 0 (no gradient "
+                                   "yet, or none for so long that v has decayed to 0)."),
                          table(["tensor", "elements", "step fraction", "undamped step below epsilon", "no gradient"], rows, "lrrrr"))
     return lines
 
