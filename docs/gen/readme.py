@@ -93,7 +93,7 @@ def headlines() -> str:
         runs = lunar["runs"]
         rows.append(("LunarLander-v3", "`python -m rlpipe.train env=lunarlander`",
                      f"solved (200) in {_range([r['solved_at_step'] for r in runs])} agent steps ({len(runs)} seeds)", "results/time-to-solve.md"))
-    protocol = _load("breakout_protocol")
+    protocol = _load("breakout_2m") or _load("breakout_protocol")  # the long run, once it has a results file
     if protocol:
         run = next(iter(protocol["runs"].values()))
         best = max(run["evaluations"], key=lambda e: e["eval/return_mean"])
