@@ -40,7 +40,7 @@ def main() -> None:
         state = checkpoint["optimizer"]
         indices = [index for group in state["param_groups"] for index in group["params"]]
         eps = state["param_groups"][0]["eps"]
-        tensors = {name: asdict(adam_step_scale(state, params=[index])) for name, index in zip(tensor_names(checkpoint, len(indices)), indices)}
+        tensors = {name: asdict(adam_step_scale(state, indices=[index])) for name, index in zip(tensor_names(checkpoint, len(indices)), indices)}
         overall = asdict(adam_step_scale(state))
         step = checkpoint["counters"]["step"]
         results[label] = {"checkpoint": path, "step": step, "adam_eps": eps, "lr": float(state["param_groups"][0]["lr"]),

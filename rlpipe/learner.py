@@ -86,15 +86,15 @@ class AdamStepScale:
 
 
 @torch.no_grad()
-def adam_step_scale(optimizer_state: dict[str, Any], params: list[int] | None = None) -> AdamStepScale:
+def adam_step_scale(optimizer_state: dict[str, Any], *, indices: list[int] | None = None) -> AdamStepScale:
     """:class:`AdamStepScale` of an Adam ``state_dict()`` (live, or a checkpoint's ``"optimizer"``), over the
-    parameters numbered ``params`` (all by default); the shares are NaN before the first step."""
+    parameters numbered ``indices`` in it (all by default); the shares are NaN before the first step."""
     damped, undamped, below, elements, no_gradient = 0.0, 0.0, 0.0, 0, 0
     for group in optimizer_state["param_groups"]:
         (beta1, beta2), eps = group["betas"], group["eps"]
         for index in group["params"]:
             state = optimizer_state["state"].get(index, {})
-            if (params is not None and index not in params) or "exp_avg_sq" not in state:
+            if (indices is not None and index not in indices) or "exp_avg_sq" not in state:
                 continue
             step, seen = float(state["step"]), state["exp_avg_sq"] > 0
             scale = (state["exp_avg_sq"].float()[seen] / (1 - beta2 ** step)).sqrt()  # sqrt(v_hat) [N]

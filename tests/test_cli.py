@@ -51,6 +51,8 @@ def test_train_writes_the_run_directory(cartpole_run):
         assert header == "step,value" and rows, metric
         step, value = rows[-1].split(",")
         assert int(step) > 0 and value != "nan", metric
+    fraction = float((scalars / "train/adam_step_fraction.csv").read_text().splitlines()[-1].split(",")[1])
+    assert 0 < fraction <= 1  # the size of Adam's step against its undamped size
 
 
 def test_one_name_per_quantity_in_logs_summary_and_evaluations(cartpole_run):

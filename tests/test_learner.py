@@ -96,7 +96,7 @@ def test_adam_step_scale_measures_how_much_of_the_step_epsilon_leaves():
     small.grad, large.grad, unused.grad = torch.full((3,), 1e-6), torch.full((3,), 1.0), torch.zeros(3)
     optimizer.step()
     state = optimizer.state_dict()
-    damped, undamped = adam_step_scale(state, params=[0]), adam_step_scale(state, params=[1])
+    damped, undamped = adam_step_scale(state, indices=[0]), adam_step_scale(state, indices=[1])
     assert damped.fraction == pytest.approx(1e-6 / (1e-6 + eps), rel=1e-3) and damped.below_eps == pytest.approx(1.0)
     assert undamped.fraction == pytest.approx(1 / (1 + eps), rel=1e-6) and undamped.below_eps == 0.0
     overall = adam_step_scale(state)  # the never-updated elements are counted apart, not as damped
